@@ -1,0 +1,192 @@
+//! Opaque message bodies and string headers.
+//!
+//! In MessagePack a payload is a `bin` value. JSON has no bytes, so in JSON a payload that is
+//! valid UTF-8 is written as a plain string and any other payload as `{"base64": "..."}`; when
+//! reading JSON, a string, an array of byte numbers and the base64 object are all accepted.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// String headers attached to a message. Sorted, so encodings are deterministic.
+pub type Headers = BTreeMap<String, String>;
+
+/// An opaque message body. Cloning shares the bytes.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Payload(pub Bytes);
+
+impl Payload {
+    /// The payload's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Number of bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the payload has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match std::str::from_utf8(&self.0) {
+            Ok(s) if s.len() <= 64 => write!(f, "Payload({s:?})"),
+            _ => write!(f, "Payload({} bytes)", self.0.len()),
+        }
+    }
+}
+
+impl From<Bytes> for Payload {
+    fn from(b: Bytes) -> Self {
+        Payload(b)
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(v: Vec<u8>) -> Self {
+        Payload(Bytes::from(v))
+    }
+}
+
+impl From<&[u8]> for Payload {
+    fn from(v: &[u8]) -> Self {
+        Payload(Bytes::copy_from_slice(v))
+    }
+}
+
+impl From<&str> for Payload {
+    fn from(s: &str) -> Self {
+        Payload(Bytes::copy_from_slice(s.as_bytes()))
+    }
+}
+
+impl From<String> for Payload {
+    fn from(s: String) -> Self {
+        Payload(Bytes::from(s.into_bytes()))
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if !serializer.is_human_readable() {
+            return serializer.serialize_bytes(&self.0);
+        }
+        match std::str::from_utf8(&self.0) {
+            Ok(text) => serializer.serialize_str(text),
+            Err(_) => {
+                use serde::ser::SerializeMap;
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("base64", &BASE64.encode(&self.0))?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if deserializer.is_human_readable() {
+            deserializer.deserialize_any(PayloadVisitor)
+        } else {
+            deserializer.deserialize_byte_buf(PayloadVisitor)
+        }
+    }
+}
+
+struct PayloadVisitor;
+
+impl<'de> Visitor<'de> for PayloadVisitor {
+    type Value = Payload;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("bytes, a string, an array of bytes or {\"base64\": string}")
+    }
+
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Payload, E> {
+        Ok(Payload(Bytes::copy_from_slice(v)))
+    }
+
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Payload, E> {
+        Ok(Payload(Bytes::from(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Payload, E> {
+        Ok(Payload(Bytes::copy_from_slice(v.as_bytes())))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Payload, E> {
+        Ok(Payload(Bytes::from(v.into_bytes())))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Payload, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+        while let Some(b) = seq.next_element::<u8>()? {
+            out.push(b);
+        }
+        Ok(Payload(Bytes::from(out)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Payload, A::Error> {
+        let mut out = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "base64" && out.is_none() {
+                let text: String = map.next_value()?;
+                let bytes = BASE64
+                    .decode(text.as_bytes())
+                    .map_err(|e| de::Error::custom(format_args!("invalid base64 payload: {e}")))?;
+                out = Some(bytes);
+            } else {
+                return Err(de::Error::unknown_field(&key, &["base64"]));
+            }
+        }
+        out.map(|b| Payload(Bytes::from(b)))
+            .ok_or_else(|| de::Error::missing_field("base64"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf8_payload_should_be_a_json_string() {
+        let p = Payload::from("héllo");
+        assert_eq!(serde_json::to_string(&p).unwrap(), "\"héllo\"");
+        assert_eq!(serde_json::from_str::<Payload>("\"héllo\"").unwrap(), p);
+    }
+
+    #[test]
+    fn binary_payload_should_be_base64_in_json() {
+        let p = Payload::from(vec![0xff, 0x00, 0x01]);
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(json, r#"{"base64":"/wAB"}"#);
+        assert_eq!(serde_json::from_str::<Payload>(&json).unwrap(), p);
+        assert_eq!(serde_json::from_str::<Payload>("[255,0,1]").unwrap(), p);
+    }
+
+    #[test]
+    fn payload_should_be_bin_in_msgpack() {
+        let p = Payload::from(vec![0xff, 0x00, 0x01]);
+        let bytes = rmp_serde::to_vec_named(&p).unwrap();
+        assert_eq!(bytes, vec![0xc4, 3, 0xff, 0x00, 0x01]);
+        assert_eq!(rmp_serde::from_slice::<Payload>(&bytes).unwrap(), p);
+    }
+
+    #[test]
+    fn bad_json_payloads_should_be_refused() {
+        assert!(serde_json::from_str::<Payload>(r#"{"base64":"***"}"#).is_err());
+        assert!(serde_json::from_str::<Payload>(r#"{"hex":"00"}"#).is_err());
+        assert!(serde_json::from_str::<Payload>("[256]").is_err());
+        assert!(serde_json::from_str::<Payload>("12").is_err());
+    }
+}
