@@ -1,1 +1,361 @@
-fn main() {}
+//! Build and test tasks for the Switchboard workspace, run as `cargo xtask <command>`.
+//!
+//! - `cargo xtask run [-- ARGS]` builds the hub in release mode and runs `switchboard serve ARGS`.
+//! - `cargo xtask test` checks the toolchain, then runs every check CI gates a landing on, in
+//!   order, stopping at the first failure.
+//!
+//! Every command runs from the workspace root, wherever it was started. To add a check, add a
+//! line to [`TEST_STEPS`]; to add a tool the checks need, add a line to [`TOOLS`].
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "\
+Usage: cargo xtask <command>
+
+Commands:
+  run [-- ARGS]   Build the hub in release mode and run `switchboard serve ARGS`
+                  (defaults: listen 127.0.0.1:7070, data ./switchboard-data, relative to the
+                  workspace root)
+  test            Check the toolchain, then run fmt, clippy and the tests, stopping at the
+                  first failure
+  help            Show this text
+";
+
+/// The checks `cargo xtask test` runs, in order.
+const TEST_STEPS: &[Step] = &[
+    Step::cargo("format", &["fmt", "--all", "--check"]),
+    Step::cargo(
+        "lint",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    ),
+    Step::cargo("tests", &["test", "--workspace"]),
+];
+
+/// The tools [`TEST_STEPS`] need.
+const TOOLS: &[Tool] = &[
+    Tool {
+        name: "cargo",
+        probe: &["--version"],
+        component: None,
+    },
+    Tool {
+        name: "rustfmt",
+        probe: &["fmt", "--version"],
+        component: Some("rustfmt"),
+    },
+    Tool {
+        name: "clippy",
+        probe: &["clippy", "--version"],
+        component: Some("clippy"),
+    },
+];
+
+fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    let command = args.next();
+    let rest: Vec<OsString> = args.collect();
+    let outcome = match command.as_ref().and_then(|c| c.to_str()) {
+        Some("run") => run(rest),
+        Some("test") => test(),
+        None | Some("help" | "-h" | "--help") => {
+            print!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(other) => {
+            eprint!("xtask: unknown command {other:?}\n\n{USAGE}");
+            Ok(ExitCode::from(2))
+        }
+    };
+    outcome.unwrap_or_else(|e| {
+        eprintln!("xtask: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+/// `cargo xtask run`: the hub in release mode, with `args` passed to `switchboard serve`.
+fn run(args: Vec<OsString>) -> Result<ExitCode> {
+    let mut command = cargo();
+    command
+        .args([
+            "run",
+            "--release",
+            "-p",
+            "switchboard-server",
+            "--bin",
+            "switchboard",
+            "--",
+            "serve",
+        ])
+        .args(serve_args(args))
+        .current_dir(workspace_root());
+    println!("xtask: {}", describe(&command));
+    exec(command)
+}
+
+/// The arguments for `switchboard serve`: `cargo xtask run -- --listen X` and
+/// `cargo xtask run --listen X` mean the same.
+fn serve_args(mut args: Vec<OsString>) -> Vec<OsString> {
+    if args.first().is_some_and(|a| a == "--") {
+        args.remove(0);
+    }
+    args
+}
+
+/// Runs `command` in place of this process where the platform allows it.
+///
+/// Replacing xtask (and `cargo run` then replaces itself with the hub) leaves the hub as the only
+/// process, so Ctrl-C reaches it alone and its graceful shutdown finishes before the shell prompt
+/// returns, and its exit status is ours.
+#[cfg(unix)]
+fn exec(mut command: Command) -> Result<ExitCode> {
+    use std::os::unix::process::CommandExt as _;
+    let err = command.exec();
+    Err(err).with_context(|| format!("cannot start {}", describe(&command)))
+}
+
+#[cfg(not(unix))]
+fn exec(mut command: Command) -> Result<ExitCode> {
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {}", describe(&command)))?;
+    Ok(exit_code(status))
+}
+
+/// `cargo xtask test`: the toolchain check, then every step of [`TEST_STEPS`].
+fn test() -> Result<ExitCode> {
+    let started = Instant::now();
+    ensure_tools()?;
+    let total = TEST_STEPS.len();
+    let mut timings = Vec::with_capacity(total);
+    for (i, step) in TEST_STEPS.iter().enumerate() {
+        let command = step.command();
+        println!();
+        println!(
+            "==> [{}/{total}] {}: {}",
+            i + 1,
+            step.title,
+            describe(&command)
+        );
+        let step_started = Instant::now();
+        let passed = step.run(command)?;
+        timings.push((step.title, step_started.elapsed()));
+        if !passed {
+            println!();
+            println!(
+                "xtask test: FAILED at step {}/{total} ({}); fix it and run `cargo xtask test` again",
+                i + 1,
+                step.title
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    println!();
+    let steps: Vec<String> = timings
+        .iter()
+        .map(|(title, took)| format!("{title} {}", seconds(*took)))
+        .collect();
+    println!(
+        "xtask test: all {total} steps passed in {} ({})",
+        seconds(started.elapsed()),
+        steps.join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One check of `cargo xtask test`: a cargo command run from the workspace root that must
+/// succeed.
+///
+/// A task that is more than one cargo command (building the wasm package, say) becomes an xtask
+/// command of its own, and its step is `Step::cargo("title", &["xtask", "NAME"])`. A step that
+/// needs environment variables is written
+/// `Step { envs: &[("NAME", "value")], ..Step::cargo("title", &[...]) }`.
+struct Step {
+    title: &'static str,
+    args: &'static [&'static str],
+    envs: &'static [(&'static str, &'static str)],
+}
+
+impl Step {
+    const fn cargo(title: &'static str, args: &'static [&'static str]) -> Step {
+        Step {
+            title,
+            args,
+            envs: &[],
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut command = cargo();
+        command
+            .args(self.args)
+            .envs(self.envs.iter().copied())
+            .current_dir(workspace_root());
+        command
+    }
+
+    /// Runs the step with its output streamed to ours; whether it succeeded.
+    fn run(&self, mut command: Command) -> Result<bool> {
+        let status = command
+            .status()
+            .with_context(|| format!("cannot start {}", describe(&command)))?;
+        if !status.success() {
+            eprintln!("xtask: `{}` failed ({status})", describe(&command));
+        }
+        Ok(status.success())
+    }
+}
+
+/// A tool the checks need, found by running `cargo PROBE...`.
+struct Tool {
+    name: &'static str,
+    probe: &'static [&'static str],
+    /// The rustup component that provides the tool, if rustup can install it.
+    component: Option<&'static str>,
+}
+
+impl Tool {
+    fn present(&self) -> bool {
+        cargo()
+            .args(self.probe)
+            .output()
+            .is_ok_and(|out| out.status.success())
+    }
+}
+
+/// Checks every tool of [`TOOLS`]; installs missing rustup components once, then checks again.
+///
+/// # Errors
+/// Names every tool still missing and how to install it.
+fn ensure_tools() -> Result<()> {
+    println!("==> toolchain");
+    let missing: Vec<&Tool> = TOOLS.iter().filter(|t| !t.present()).collect();
+    if missing.is_empty() {
+        let names: Vec<&str> = TOOLS.iter().map(|t| t.name).collect();
+        println!("found {}", names.join(", "));
+        return Ok(());
+    }
+    let components: Vec<&str> = missing.iter().filter_map(|t| t.component).collect();
+    if !components.is_empty() {
+        let mut rustup = Command::new("rustup");
+        rustup.args(["component", "add"]).args(&components);
+        println!(
+            "missing {}; trying `{}`",
+            components.join(", "),
+            describe(&rustup)
+        );
+        match rustup.status() {
+            Ok(status) if status.success() => {}
+            Ok(status) => eprintln!("xtask: `{}` failed ({status})", describe(&rustup)),
+            Err(e) => eprintln!("xtask: cannot run rustup: {e}"),
+        }
+    }
+    let still: Vec<String> = missing
+        .iter()
+        .filter(|t| !t.present())
+        .map(|t| match t.component {
+            Some(c) => format!("{} (install with `rustup component add {c}`)", t.name),
+            None => format!(
+                "{} (`cargo {}` failed; install Rust with rustup)",
+                t.name,
+                t.probe.join(" ")
+            ),
+        })
+        .collect();
+    if !still.is_empty() {
+        bail!("missing tools:\n  {}", still.join("\n  "));
+    }
+    println!("installed the missing components");
+    Ok(())
+}
+
+/// The cargo that started xtask, so a toolchain override applies to every step too.
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
+
+/// The command line as a user would type it, with `cargo` for the full path of cargo.
+fn describe(command: &Command) -> String {
+    let program = Path::new(command.get_program());
+    let program = if std::env::var_os("CARGO").is_some_and(|c| Path::new(&c) == program) {
+        "cargo".into()
+    } else {
+        program.to_string_lossy()
+    };
+    let args = command.get_args().map(|a| a.to_string_lossy());
+    std::iter::once(program)
+        .chain(args)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn seconds(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 60 {
+        format!("{}m {:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+#[cfg(not(unix))]
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => ExitCode::FAILURE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_steps_should_run_fmt_then_clippy_then_tests() {
+        let lines: Vec<String> = TEST_STEPS.iter().map(|s| describe(&s.command())).collect();
+        assert_eq!(
+            lines,
+            [
+                "cargo fmt --all --check",
+                "cargo clippy --workspace --all-targets -- -D warnings",
+                "cargo test --workspace",
+            ]
+        );
+    }
+
+    #[test]
+    fn run_should_pass_arguments_through_with_or_without_a_separator() {
+        let os = |args: &[&str]| args.iter().map(OsString::from).collect::<Vec<_>>();
+        let expected = os(&["--listen", "0.0.0.0:7070"]);
+        assert_eq!(
+            serve_args(os(&["--", "--listen", "0.0.0.0:7070"])),
+            expected
+        );
+        assert_eq!(serve_args(os(&["--listen", "0.0.0.0:7070"])), expected);
+        assert_eq!(serve_args(os(&["--", "--", "x"])), os(&["--", "x"]));
+        assert!(serve_args(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn durations_should_read_as_seconds_then_minutes() {
+        assert_eq!(seconds(Duration::from_millis(2_340)), "2.3s");
+        assert_eq!(seconds(Duration::from_secs(125)), "2m 05s");
+    }
+}
