@@ -1,1 +1,134 @@
-//! placeholder
+//! The Switchboard hub: a realtime messaging broker for browsers and JS apps.
+//!
+//! [`run`] is the whole server; the `switchboard` binary only parses arguments (see [`cli`]).
+//!
+//! # Layout
+//! - [`config`]: settings, their defaults and where they come from.
+//! - [`http`]: routes — the WebSocket endpoint `/ws`, `/api/*`, the web and docs folders.
+//! - [`session`]: one connection's loop, its writer and its bounded outbox.
+//! - [`topics`]: in-memory publish/subscribe with a wildcard trie.
+//! - [`storage`]: the redb database; every table and key encoding lives there.
+//! - [`stats`]: hub-wide counters.
+//! - [`cli`]: the command line of the `switchboard` binary.
+
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod session;
+pub mod stats;
+pub mod storage;
+pub mod topics;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+use stats::Stats;
+use storage::{Storage, StorageError};
+use topics::Topics;
+
+/// The hub's software version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// State shared by every part of a running hub.
+pub struct Hub {
+    pub config: Config,
+    pub topics: Topics,
+    pub storage: Storage,
+    pub stats: Arc<Stats>,
+    /// Cancelled when the hub starts shutting down.
+    pub shutdown: CancellationToken,
+    /// Every running session, so shutdown can wait for them.
+    pub sessions: TaskTracker,
+    /// One permit per open WebSocket session.
+    pub connections: Arc<Semaphore>,
+    next_session: AtomicU64,
+}
+
+impl Hub {
+    fn new(config: Config, storage: Storage) -> Hub {
+        let stats = Arc::new(Stats::default());
+        Hub {
+            topics: Topics::new(stats.clone()),
+            connections: Arc::new(Semaphore::new(config.max_connections as usize)),
+            config,
+            storage,
+            stats,
+            shutdown: CancellationToken::new(),
+            sessions: TaskTracker::new(),
+            next_session: AtomicU64::new(1),
+        }
+    }
+
+    /// A session id, unique while the hub runs.
+    pub fn next_session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Why the hub could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("server I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs a hub on `listener` until `shutdown` completes, then shuts down gracefully: stop
+/// accepting, close every session with 1001 after flushing what it has queued, wait for the
+/// sessions (at most `shutdown_timeout_ms`), close the database.
+///
+/// # Errors
+/// The configuration is invalid, the database cannot be opened (or is locked by another hub), or
+/// the listener fails.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    config.validate()?;
+    let storage = Storage::open(&config.data_dir).await?;
+    tracing::info!(path = %storage.path().display(), "database open");
+    let hub = Arc::new(Hub::new(config, storage));
+    let app = http::router(hub.clone());
+
+    let signal = hub.shutdown.clone();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = signal.cancelled() => {}
+            }
+            signal.cancel();
+            tracing::info!("shutting down: no new connections");
+        })
+        .await;
+
+    hub.shutdown.cancel();
+    hub.sessions.close();
+    let grace = Duration::from_millis(u64::from(hub.config.shutdown_timeout_ms));
+    if tokio::time::timeout(grace, hub.sessions.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            remaining = hub.sessions.len(),
+            "sessions still open after the shutdown timeout"
+        );
+    }
+    let storage = hub.storage.clone();
+    drop(hub);
+    storage.close().await;
+    served?;
+    Ok(())
+}

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `switchboard` binary: see [`switchboard_server::cli`].
+
+fn main() -> std::process::ExitCode {
+    switchboard_server::cli::main()
+}

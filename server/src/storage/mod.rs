@@ -1,0 +1,168 @@
+//! Durable storage: every redb table and key encoding lives behind this module.
+//!
+//! The database file is `<data_dir>/switchboard.redb`. redb takes an exclusive lock on it when
+//! it opens, so two hubs can never share a data directory. redb is synchronous: every call here
+//! runs on a blocking thread, never on the async runtime's worker threads.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
+
+/// Name of the database file inside the data directory.
+pub const DB_FILE: &str = "switchboard.redb";
+
+/// The on-disk format version this build writes and understands.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// Facts about the database itself: `"format_version"` → [`FORMAT_VERSION`].
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Storage could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot create data directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("data directory {0} is in use by another hub")]
+    Locked(PathBuf),
+    #[error(
+        "database {path} was written by a newer version (format {found}, this build reads {FORMAT_VERSION})"
+    )]
+    TooNew { path: PathBuf, found: u64 },
+    #[error("database error: {0}")]
+    Database(#[from] redb::Error),
+    #[error("storage task failed: {0}")]
+    Join(String),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StorageError {
+            fn from(e: $t) -> Self {
+                StorageError::Database(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// The hub's database. Cloning shares it.
+#[derive(Clone)]
+pub struct Storage {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl Storage {
+    /// Creates the data directory if needed, opens (or creates) the database and locks it.
+    ///
+    /// # Errors
+    /// The directory cannot be created, another hub holds the database, the file is from a newer
+    /// format, or redb fails.
+    pub async fn open(data_dir: &Path) -> Result<Storage, StorageError> {
+        let data_dir = data_dir.to_owned();
+        tokio::task::spawn_blocking(move || Storage::open_blocking(&data_dir))
+            .await
+            .map_err(|e| StorageError::Join(e.to_string()))?
+    }
+
+    fn open_blocking(data_dir: &Path) -> Result<Storage, StorageError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StorageError::CreateDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let path = data_dir.join(DB_FILE);
+        let db = match Database::create(&path) {
+            Ok(db) => db,
+            Err(DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StorageError::Locked(data_dir.to_owned()));
+            }
+            Err(e) => return Err(StorageError::Database(e.into())),
+        };
+        let txn = db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let found = meta.get("format_version")?.map(|v| v.value());
+            match found {
+                Some(v) if v > FORMAT_VERSION => {
+                    return Err(StorageError::TooNew { path, found: v });
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert("format_version", FORMAT_VERSION)?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(Storage {
+            db: Arc::new(db),
+            path,
+        })
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The format version recorded in the database.
+    ///
+    /// # Errors
+    /// redb fails to read.
+    pub async fn format_version(&self) -> Result<Option<u64>, StorageError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || -> Result<Option<u64>, StorageError> {
+            let txn = db.begin_read()?;
+            let meta = txn.open_table(META)?;
+            Ok(meta.get("format_version")?.map(|v| v.value()))
+        })
+        .await
+        .map_err(|e| StorageError::Join(e.to_string()))?
+    }
+
+    /// Closes the database once no other clone is alive, releasing its lock. Called at the end
+    /// of shutdown, after every session has finished.
+    pub async fn close(self) {
+        let path = self.path.clone();
+        let closed = tokio::task::spawn_blocking(move || Arc::try_unwrap(self.db).is_ok()).await;
+        match closed {
+            Ok(true) => tracing::info!(path = %path.display(), "database closed"),
+            _ => tracing::warn!(path = %path.display(), "database still in use at shutdown"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn open_should_create_the_directory_and_record_the_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("nested/data");
+        let storage = Storage::open(&data).await.unwrap();
+        assert!(data.join(DB_FILE).exists());
+        assert_eq!(
+            storage.format_version().await.unwrap(),
+            Some(FORMAT_VERSION)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_second_open_should_be_refused_while_the_first_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Storage::open(dir.path()).await.unwrap();
+        let err = Storage::open(dir.path()).await.err().unwrap();
+        assert!(matches!(err, StorageError::Locked(_)), "{err}");
+        first.close().await;
+        Storage::open(dir.path()).await.unwrap();
+    }
+}
