@@ -1,1 +1,26 @@
-//! placeholder
+//! The Switchboard client.
+//!
+//! # Layout
+//! - [`core`]: the sans-I/O client state machine ([`ClientCore`]): sessions, requests matched by
+//!   id, timeouts, reconnect with backoff, subscriptions and their restoration, keep-alive. It
+//!   has no runtime or socket dependency and builds for `wasm32-unknown-unknown`.
+//! - `native` (feature `native`, not on wasm32): the tokio + tokio-tungstenite transport —
+//!   [`connect`], [`Client`], [`Subscription`], [`ClientOptions`] — one driver task per client
+//!   running the core.
+//!
+//! A browser binding drives the same core over a web-sys `WebSocket`; see [`core`] for the
+//! contract a transport follows.
+
+pub mod core;
+
+pub use crate::core::{
+    ClientCore, ClientError, ClientNotice, Completion, ConnectionState, CoreConfig, Message, OpId,
+    Output, SocketId, SubId,
+};
+pub use switchboard_protocol::{ErrorCode, Headers, Payload};
+
+#[cfg(all(feature = "native", not(target_arch = "wasm32")))]
+mod native;
+
+#[cfg(all(feature = "native", not(target_arch = "wasm32")))]
+pub use native::{Client, ClientOptions, Subscription, connect};

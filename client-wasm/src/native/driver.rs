@@ -1,0 +1,442 @@
+//! The driver task: one per client, running the core against a tokio-tungstenite socket.
+
+use std::collections::HashMap;
+use std::future::{Future, pending};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use switchboard_protocol::Format;
+use switchboard_protocol::frame::ReplyBody;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use super::client::{Command, Shared};
+use super::options::ClientOptions;
+use super::subscription::Subscription;
+use crate::core::{
+    ClientCore, ClientError, Completion, ConnectionState, Message, OpId, Output, SocketId, SubId,
+};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type ConnectFuture = Pin<Box<dyn Future<Output = Result<Ws, tungstenite::Error>> + Send>>;
+
+/// How long a closing handshake may take before the socket is simply dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Who waits for an operation's completion.
+enum Waiter {
+    Publish(oneshot::Sender<Result<u64, ClientError>>),
+    Unit(oneshot::Sender<Result<(), ClientError>>),
+    Subscribe {
+        pattern: String,
+        reply: oneshot::Sender<Result<Subscription, ClientError>>,
+    },
+}
+
+/// The driver's end of one subscription.
+struct Sink {
+    messages: mpsc::Sender<Message>,
+    missed: Arc<AtomicU64>,
+}
+
+/// The socket in use, and the close code its peer sent, if any.
+struct Open {
+    id: SocketId,
+    ws: Ws,
+    close: Option<(u16, String)>,
+}
+
+pub(crate) struct Driver {
+    url: String,
+    core: ClientCore,
+    start: Instant,
+    inbox: mpsc::Receiver<Command>,
+    commands: mpsc::WeakSender<Command>,
+    shared: Arc<Shared>,
+    ready: Option<oneshot::Sender<Result<(), ClientError>>>,
+    connecting: Option<(SocketId, ConnectFuture)>,
+    open: Option<Open>,
+    waiters: HashMap<OpId, Waiter>,
+    sinks: HashMap<SubId, Sink>,
+    subscription_buffer: usize,
+    close_waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        url: String,
+        options: &ClientOptions,
+        inbox: mpsc::Receiver<Command>,
+        commands: mpsc::WeakSender<Command>,
+        shared: Arc<Shared>,
+        ready: oneshot::Sender<Result<(), ClientError>>,
+    ) -> Self {
+        Driver {
+            url,
+            core: ClientCore::new(options.core_config(), 0),
+            start: Instant::now(),
+            inbox,
+            commands,
+            shared,
+            ready: Some(ready),
+            connecting: None,
+            open: None,
+            waiters: HashMap::new(),
+            sinks: HashMap::new(),
+            // A zero-capacity channel cannot exist; one slot is the least that works.
+            subscription_buffer: options.subscription_buffer.max(1),
+            close_waiters: Vec::new(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    pub(crate) async fn run(mut self) {
+        loop {
+            self.apply_outputs().await;
+            if self.core.state() == ConnectionState::Closed {
+                break;
+            }
+            let deadline = self
+                .core
+                .next_deadline()
+                .map(|ms| self.start + Duration::from_millis(ms));
+            tokio::select! {
+                command = self.inbox.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    // Every handle is gone: nobody can use the connection any more.
+                    None => self.core.close(self.now()),
+                },
+                (socket, result) = next_connect(&mut self.connecting) => {
+                    self.connecting = None;
+                    self.on_connected(socket, result);
+                }
+                (socket, message) = next_message(&mut self.open) => {
+                    self.on_message(socket, message);
+                }
+                () = sleep_or_never(deadline) => self.core.on_tick(self.now()),
+            }
+        }
+        let reason = self.core.close_reason().cloned();
+        if let Ok(mut closed) = self.shared.closed.lock() {
+            closed.clone_from(&reason);
+        }
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(Err(reason.unwrap_or_else(ClientError::closed)));
+        }
+        for waiter in self.close_waiters.drain(..) {
+            let _ = waiter.send(());
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let now = self.now();
+        match command {
+            Command::Publish {
+                topic,
+                data,
+                headers,
+                reply,
+            } => {
+                let op = self.core.publish(now, &topic, data, headers);
+                self.waiters.insert(op, Waiter::Publish(reply));
+            }
+            Command::Subscribe { pattern, reply } => {
+                let sub = self.core.subscribe(now, &pattern);
+                self.waiters
+                    .insert(sub, Waiter::Subscribe { pattern, reply });
+            }
+            Command::Unsubscribe { sub, reply } => {
+                self.sinks.remove(&sub);
+                let op = self.core.unsubscribe(now, sub);
+                if let Some(reply) = reply {
+                    self.waiters.insert(op, Waiter::Unit(reply));
+                }
+            }
+            Command::Ping { reply } => {
+                let op = self.core.ping(now);
+                self.waiters.insert(op, Waiter::Unit(reply));
+            }
+            Command::Close { reply } => {
+                self.close_waiters.push(reply);
+                self.core.close(now);
+            }
+        }
+    }
+
+    fn on_connected(&mut self, socket: SocketId, result: Result<Ws, tungstenite::Error>) {
+        let now = self.now();
+        match result {
+            Ok(ws) => {
+                tracing::debug!(socket, url = %self.url, "socket open");
+                self.open = Some(Open {
+                    id: socket,
+                    ws,
+                    close: None,
+                });
+                self.core.on_socket_open(socket, now);
+            }
+            Err(e) => {
+                tracing::debug!(socket, url = %self.url, error = %e, "connect failed");
+                self.core
+                    .on_socket_closed(socket, now, None, &e.to_string());
+            }
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        socket: SocketId,
+        message: Option<Result<WsMessage, tungstenite::Error>>,
+    ) {
+        let now = self.now();
+        match message {
+            Some(Ok(WsMessage::Binary(bytes))) => {
+                self.core.on_frame(socket, now, &bytes, Format::MsgPack);
+            }
+            Some(Ok(WsMessage::Text(text))) => {
+                self.core
+                    .on_frame(socket, now, text.as_bytes(), Format::Json);
+            }
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => self.core.on_activity(socket, now),
+            Some(Ok(WsMessage::Close(frame))) => {
+                // The stream ends right after; remember why for when it does.
+                if let (Some(open), Some(frame)) = (self.open.as_mut(), frame) {
+                    open.close = Some((u16::from(frame.code), frame.reason.to_string()));
+                }
+            }
+            Some(Ok(WsMessage::Frame(_))) => {}
+            Some(Err(e)) => self.socket_ended(socket, &e.to_string()),
+            None => self.socket_ended(socket, ""),
+        }
+    }
+
+    fn socket_ended(&mut self, socket: SocketId, error: &str) {
+        let Some(open) = self.open.take() else {
+            return;
+        };
+        let (code, reason) = match open.close {
+            Some((code, reason)) => (Some(code), reason),
+            None => (None, error.to_owned()),
+        };
+        tracing::debug!(socket, ?code, %reason, "socket closed");
+        self.core
+            .on_socket_closed(socket, self.now(), code, &reason);
+    }
+
+    /// Carries out everything the core decided, in order, then flushes the socket once.
+    async fn apply_outputs(&mut self) {
+        // A failed flush is a lost socket, to which the core reacts with more outputs.
+        while self.apply_batch().await {}
+    }
+
+    /// Applies the queued outputs; returns whether a failed flush produced new ones.
+    async fn apply_batch(&mut self) -> bool {
+        let mut wrote = false;
+        while let Some(output) = self.core.poll_output() {
+            match output {
+                Output::Send(frame) => {
+                    let Some(open) = self.open.as_mut() else {
+                        continue;
+                    };
+                    // `feed` buffers; one flush below covers the whole batch.
+                    if let Err(e) = open.ws.feed(WsMessage::Binary(frame)).await {
+                        let socket = open.id;
+                        self.socket_ended(socket, &e.to_string());
+                    } else {
+                        wrote = true;
+                    }
+                }
+                Output::OpenSocket { socket } => {
+                    let url = self.url.clone();
+                    let connect = async move {
+                        // Nagle off: frames are small and latency matters more than packets.
+                        tokio_tungstenite::connect_async_with_config(url, None, true)
+                            .await
+                            .map(|(ws, _response)| ws)
+                    };
+                    self.connecting = Some((socket, Box::pin(connect)));
+                }
+                Output::CloseSocket {
+                    socket,
+                    code,
+                    reason,
+                } => self.close_socket(socket, code, reason).await,
+                Output::Completed(completion) => self.complete(completion),
+                Output::Deliver { sub, message } => self.deliver(sub, message),
+                Output::Lagged { sub, missed } => {
+                    if let Some(sink) = self.sinks.get(&sub) {
+                        sink.missed.fetch_add(missed, Ordering::Relaxed);
+                    }
+                }
+                Output::SubscriptionClosed { sub, .. } => {
+                    // Dropping the sender ends the stream once its buffer is read.
+                    self.sinks.remove(&sub);
+                }
+                Output::State(state) => self.on_state(state),
+                Output::Notice(notice) => {
+                    // No receiver is fine: notices are for whoever listens.
+                    let _ = self.shared.notices.send(notice);
+                }
+            }
+        }
+        if wrote
+            && let Some(open) = self.open.as_mut()
+            && let Err(e) = open.ws.flush().await
+        {
+            let socket = open.id;
+            self.socket_ended(socket, &e.to_string());
+            return true;
+        }
+        false
+    }
+
+    async fn close_socket(&mut self, socket: SocketId, code: u16, reason: String) {
+        if self
+            .connecting
+            .as_ref()
+            .is_some_and(|(id, _)| *id == socket)
+        {
+            self.connecting = None;
+        }
+        let Some(open) = self.open.take_if(|o| o.id == socket) else {
+            return;
+        };
+        let frame = CloseFrame {
+            code: code.into(),
+            reason: reason.into(),
+        };
+        let handshake = close_handshake(open.ws, frame);
+        if self.core.state() == ConnectionState::Closed {
+            // The last thing this task does: finish it here so `close()` resolves after it.
+            handshake.await;
+        } else {
+            tokio::spawn(handshake);
+        }
+    }
+
+    fn complete(&mut self, Completion { op, result }: Completion) {
+        let Some(waiter) = self.waiters.remove(&op) else {
+            return;
+        };
+        match waiter {
+            Waiter::Publish(reply) => {
+                let receivers = result.map(|body| match body {
+                    Some(ReplyBody::Published { receivers }) => receivers,
+                    None => 0,
+                });
+                let _ = reply.send(receivers);
+            }
+            Waiter::Unit(reply) => {
+                let _ = reply.send(result.map(|_| ()));
+            }
+            Waiter::Subscribe { pattern, reply } => {
+                let result = result.map(|_| self.open_subscription(op, pattern));
+                if let Err(Ok(mut unwanted)) = reply.send(result) {
+                    // The caller stopped waiting: nobody will read this subscription.
+                    unwanted.done = true;
+                    self.sinks.remove(&op);
+                    self.core.unsubscribe(self.now(), op);
+                }
+            }
+        }
+    }
+
+    fn open_subscription(&mut self, sub: SubId, pattern: String) -> Subscription {
+        let (sender, messages) = mpsc::channel(self.subscription_buffer);
+        let missed = Arc::new(AtomicU64::new(0));
+        self.sinks.insert(
+            sub,
+            Sink {
+                messages: sender,
+                missed: Arc::clone(&missed),
+            },
+        );
+        Subscription {
+            id: sub,
+            pattern,
+            messages,
+            missed,
+            commands: self.commands.clone(),
+            done: false,
+        }
+    }
+
+    fn deliver(&mut self, sub: SubId, message: Message) {
+        let Some(sink) = self.sinks.get(&sub) else {
+            return;
+        };
+        match sink.messages.try_send(message) {
+            Ok(()) => {}
+            // Topics drop rather than block: a slow reader must not stall the connection.
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                sink.missed.fetch_add(1, Ordering::Relaxed);
+            }
+            // The handle was dropped and its unsubscribe did not fit in the command channel.
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.sinks.remove(&sub);
+                self.core.unsubscribe(self.now(), sub);
+            }
+        }
+    }
+
+    fn on_state(&mut self, state: ConnectionState) {
+        if state == ConnectionState::Connected {
+            if let Ok(mut session) = self.shared.session.lock() {
+                *session = self.core.session_id();
+            }
+            if let Some(ready) = self.ready.take() {
+                let _ = ready.send(Ok(()));
+            }
+        }
+        self.shared.state.send_replace(state);
+    }
+}
+
+/// Sends a close frame and waits briefly for the peer's, then drops the socket.
+async fn close_handshake(mut ws: Ws, frame: CloseFrame) {
+    let _ = timeout(CLOSE_GRACE, async {
+        if ws.close(Some(frame)).await.is_ok() {
+            while let Some(Ok(_)) = ws.next().await {}
+        }
+    })
+    .await;
+}
+
+/// The result of the pending connect, or never if there is none. Cancel-safe: the connect
+/// future lives in `connecting` and is only borrowed here.
+async fn next_connect(
+    connecting: &mut Option<(SocketId, ConnectFuture)>,
+) -> (SocketId, Result<Ws, tungstenite::Error>) {
+    match connecting {
+        Some((socket, future)) => (*socket, future.await),
+        None => pending().await,
+    }
+}
+
+/// The next message of the open socket, or never if there is none. Cancel-safe: the stream
+/// keeps partial reads in its own buffer.
+async fn next_message(
+    open: &mut Option<Open>,
+) -> (SocketId, Option<Result<WsMessage, tungstenite::Error>>) {
+    match open {
+        Some(open) => (open.id, open.ws.next().await),
+        None => pending().await,
+    }
+}
+
+async fn sleep_or_never(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => sleep_until(at).await,
+        None => pending().await,
+    }
+}
