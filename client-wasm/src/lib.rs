@@ -19,6 +19,10 @@ pub use crate::core::{
 };
 pub use switchboard_protocol::{ErrorCode, Headers, Payload};
 
+/// The wire protocol this client speaks, for frame-level types such as
+/// [`protocol::frame::ReplyBody`] and [`protocol::Limits`].
+pub use switchboard_protocol as protocol;
+
 #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
 mod native;
 

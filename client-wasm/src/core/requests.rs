@@ -121,6 +121,12 @@ impl Requests {
     }
 
     /// Removes a request (answered, timed out or cancelled) and returns it.
+    ///
+    /// A request that times out in flight frees its slot although the hub may still be working
+    /// on it, so a session can briefly exceed `max_in_flight` by such requests. Keeping the
+    /// slot instead would let a hub that never answers block the client for good; a dead hub
+    /// is found by the keep-alive ping, and an over-limit request is refused by the hub with
+    /// `too_many_in_flight`, not dropped.
     pub(crate) fn take(&mut self, id: u64) -> Option<Request> {
         let request = self.table.remove(&id)?;
         self.timers.remove(&(request.deadline, id));

@@ -13,6 +13,18 @@ use super::{
 /// The close code the core sends when it gives up on a socket it believes dead.
 const DEAD_SOCKET_CODE: u16 = CloseCode::KeepaliveTimeout.as_u16();
 
+/// Longest close reason a WebSocket close frame carries (browsers throw beyond it).
+const MAX_CLOSE_REASON: usize = 123;
+
+/// `reason` cut to fit a close frame, on a character boundary.
+fn close_reason(reason: &str) -> String {
+    let mut end = reason.len().min(MAX_CLOSE_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_owned()
+}
+
 impl ClientCore {
     /// The transport opened the socket: the core sends `hello` and nothing else until `welcome`.
     pub fn on_socket_open(&mut self, socket: SocketId, now_ms: u64) {
@@ -106,7 +118,7 @@ impl ClientCore {
         self.emit(Output::CloseSocket {
             socket: socket.id,
             code: send_code,
-            reason: reason.to_owned(),
+            reason: close_reason(reason),
         });
         let detail = match code {
             Some(code) if reason.is_empty() => format!("connection closed with code {code}"),
@@ -164,7 +176,7 @@ impl ClientCore {
             self.emit(Output::CloseSocket {
                 socket: socket.id,
                 code: CloseCode::Normal.as_u16(),
-                reason: error.message.clone(),
+                reason: close_reason(&error.message),
             });
         }
         self.fail_everything(&error, Some(&error));
@@ -285,5 +297,19 @@ impl ClientCore {
                 DEAD_SOCKET_CODE,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reasons_should_fit_a_close_frame_without_splitting_characters() {
+        assert_eq!(close_reason("short"), "short");
+        let long = "é".repeat(100);
+        let cut = close_reason(&long);
+        assert!(cut.len() <= MAX_CLOSE_REASON);
+        assert_eq!(cut, "é".repeat(61));
     }
 }

@@ -78,9 +78,9 @@ impl Shared {
 /// Must be called within a tokio runtime.
 ///
 /// # Errors
-/// The reason the first attempt failed: `disconnected` when the socket could not be opened or
-/// closed before `welcome`, `timeout`-like `disconnected` when no `welcome` came within the
-/// request timeout, or the hub's refusal (`unauthorized`, `unsupported_version`).
+/// The reason the first attempt failed: `disconnected` when the socket could not be opened,
+/// closed before `welcome`, or no `welcome` came within the request timeout; or the hub's
+/// refusal (`unauthorized`, `unsupported_version`).
 pub async fn connect(url: &str, options: ClientOptions) -> Result<Client, ClientError> {
     let (commands, inbox) = mpsc::channel(COMMAND_BUFFER);
     let shared = Arc::new(Shared::new());
@@ -187,8 +187,9 @@ impl Client {
     }
 
     /// Closes the connection gracefully (close code 1000). Operations still pending fail with
-    /// `closed` and every subscription ends. Resolves once the close frame was sent (or the
-    /// socket was already gone); closing twice is harmless.
+    /// `closed` and every subscription ends. Resolves once the closing handshake finished
+    /// (waiting at most about a second for the hub's close frame) or at once if there was no
+    /// socket; closing twice is harmless.
     pub async fn close(&self) {
         let (reply, done) = oneshot::channel();
         if self.commands.send(Command::Close { reply }).await.is_ok() {

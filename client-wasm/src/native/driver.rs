@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use switchboard_protocol::Format;
 use switchboard_protocol::frame::ReplyBody;
 use tokio::net::TcpStream;
@@ -29,6 +29,10 @@ type ConnectFuture = Pin<Box<dyn Future<Output = Result<Ws, tungstenite::Error>>
 
 /// How long a closing handshake may take before the socket is simply dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Most commands or socket messages handled per loop turn. Taking what is already waiting
+/// lets one flush carry many frames; the cap keeps the other sources from starving.
+const BATCH: usize = 256;
 
 /// Who waits for an operation's completion.
 enum Waiter {
@@ -112,7 +116,13 @@ impl Driver {
                 .map(|ms| self.start + Duration::from_millis(ms));
             tokio::select! {
                 command = self.inbox.recv() => match command {
-                    Some(command) => self.on_command(command),
+                    Some(command) => {
+                        self.on_command(command);
+                        for _ in 1..BATCH {
+                            let Ok(command) = self.inbox.try_recv() else { break };
+                            self.on_command(command);
+                        }
+                    }
                     // Every handle is gone: nobody can use the connection any more.
                     None => self.core.close(self.now()),
                 },
@@ -122,6 +132,13 @@ impl Driver {
                 }
                 (socket, message) = next_message(&mut self.open) => {
                     self.on_message(socket, message);
+                    for _ in 1..BATCH {
+                        let Some((socket, message)) = next_message(&mut self.open).now_or_never()
+                        else {
+                            break;
+                        };
+                        self.on_message(socket, message);
+                    }
                 }
                 () = sleep_or_never(deadline) => self.core.on_tick(self.now()),
             }
