@@ -1,7 +1,5 @@
 //! The one error type every client operation fails with.
 
-use std::fmt;
-
 use switchboard_protocol::frame::ErrorFrame;
 use switchboard_protocol::names::NameError;
 use switchboard_protocol::{CloseCode, ErrorCode};
@@ -11,7 +9,8 @@ use switchboard_protocol::{CloseCode, ErrorCode};
 ///
 /// The number is the stable part: match on [`ClientError::error_code`] (or on `code` for codes
 /// newer than this build knows). `name` and `message` are for people and logs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name} ({code}): {message}")]
 pub struct ClientError {
     /// The stable number of the [`ErrorCode`].
     pub code: u16,
@@ -93,11 +92,3 @@ impl From<ErrorFrame> for ClientError {
         }
     }
 }
-
-impl fmt::Display for ClientError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}): {}", self.name, self.code, self.message)
-    }
-}
-
-impl std::error::Error for ClientError {}
