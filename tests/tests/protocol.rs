@@ -1,6 +1,8 @@
 //! The session protocol through the real hub: hello, errors for every kind of bad input, close
 //! codes, limits, keep-alive and shutdown.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use switchboard_protocol::codec::{self, Format};

@@ -1,5 +1,7 @@
 //! Slow subscribers: the outbox bound, both policies, and that nobody else is slowed.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use switchboard_protocol::codec::Format;
 use switchboard_protocol::{CloseCode, Notice, ServerFrame};
 use switchboard_tests::{RawClient, TestServer};
@@ -16,7 +18,9 @@ async fn publish_while_one_subscriber_stalls(server: &TestServer) -> Vec<u32> {
         let mut seen = Vec::new();
         while seen.len() < MESSAGES {
             if let ServerFrame::Deliver(d) = fast.frame().await {
-                seen.push(u32::from_be_bytes(d.data.as_bytes()[..4].try_into().unwrap()));
+                seen.push(u32::from_be_bytes(
+                    d.data.as_bytes()[..4].try_into().unwrap(),
+                ));
             }
         }
         seen
@@ -37,7 +41,11 @@ async fn a_slow_subscriber_should_miss_messages_and_be_told_how_many_per_topic()
     slow.subscribe("feed").await;
 
     let fast = publish_while_one_subscriber_stalls(&server).await;
-    assert_eq!(fast, (0..MESSAGES as u32).collect::<Vec<_>>(), "the fast subscriber gets all, in order");
+    assert_eq!(
+        fast,
+        (0..MESSAGES as u32).collect::<Vec<_>>(),
+        "the fast subscriber gets all, in order"
+    );
 
     // Now the slow subscriber reads: deliveries plus reported misses account for every message.
     let mut delivered = Vec::new();
@@ -45,7 +53,9 @@ async fn a_slow_subscriber_should_miss_messages_and_be_told_how_many_per_topic()
     while delivered.len() as u64 + missed < MESSAGES as u64 {
         match slow.frame().await {
             ServerFrame::Deliver(d) => {
-                delivered.push(u32::from_be_bytes(d.data.as_bytes()[..4].try_into().unwrap()));
+                delivered.push(u32::from_be_bytes(
+                    d.data.as_bytes()[..4].try_into().unwrap(),
+                ));
             }
             ServerFrame::Notice(Notice::Lagged { topic, missed: n }) => {
                 assert_eq!(topic, "feed");
@@ -54,8 +64,14 @@ async fn a_slow_subscriber_should_miss_messages_and_be_told_how_many_per_topic()
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert!(missed > 0, "the stalled subscriber should have lost messages");
-    assert!(delivered.windows(2).all(|w| w[0] < w[1]), "what arrives stays in order");
+    assert!(
+        missed > 0,
+        "the stalled subscriber should have lost messages"
+    );
+    assert!(
+        delivered.windows(2).all(|w| w[0] < w[1]),
+        "what arrives stays in order"
+    );
     // It receives again after draining.
     let (mut publisher, _) = RawClient::hello(&server.ws_url(), Format::MsgPack).await;
     publisher.publish("feed", vec![0xff; 8]).await;
@@ -65,7 +81,8 @@ async fn a_slow_subscriber_should_miss_messages_and_be_told_how_many_per_topic()
 #[tokio::test]
 async fn with_the_disconnect_policy_a_slow_subscriber_should_be_closed_with_4005() {
     let server =
-        TestServer::start_with(&["--outbox-bytes", "262144", "--slow-consumer", "disconnect"]).await;
+        TestServer::start_with(&["--outbox-bytes", "262144", "--slow-consumer", "disconnect"])
+            .await;
     let (mut slow, _) = RawClient::hello(&server.ws_url(), Format::MsgPack).await;
     slow.subscribe("feed").await;
 
