@@ -158,6 +158,17 @@ close_codes! {
     KeepaliveTimeout = 4006, "keepalive_timeout";
 }
 
+impl CloseCode {
+    /// Whether a client must not reconnect after this close: the next attempt would be refused
+    /// the same way (wrong protocol version, refused token).
+    pub const fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            CloseCode::UnsupportedVersion | CloseCode::Unauthorized
+        )
+    }
+}
+
 impl fmt::Display for CloseCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.name(), self.as_u16())
@@ -197,5 +208,14 @@ mod tests {
         assert_eq!(ErrorCode::Timeout.as_u16(), 9000);
         assert_eq!(CloseCode::SlowConsumer.as_u16(), 4005);
         assert_eq!(CloseCode::GoingAway.as_u16(), 1001);
+    }
+
+    #[test]
+    fn only_refusals_a_retry_cannot_fix_should_be_terminal() {
+        let terminal: Vec<_> = CloseCode::ALL.iter().filter(|c| c.is_terminal()).collect();
+        assert_eq!(
+            terminal,
+            [&CloseCode::UnsupportedVersion, &CloseCode::Unauthorized]
+        );
     }
 }

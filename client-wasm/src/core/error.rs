@@ -66,7 +66,8 @@ impl ClientError {
     /// The error a terminal close code stands for, if the code is terminal: the client must not
     /// reconnect after it because the next attempt would be refused the same way.
     pub(crate) fn from_terminal_close(code: u16, reason: &str) -> Option<Self> {
-        let (error, what) = match CloseCode::from_u16(code)? {
+        let close = CloseCode::from_u16(code).filter(|c| c.is_terminal())?;
+        let (error, what) = match close {
             CloseCode::UnsupportedVersion => (
                 ErrorCode::UnsupportedVersion,
                 "the hub does not speak this protocol version",
