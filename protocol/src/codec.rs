@@ -51,6 +51,32 @@ pub fn encode<T: Serialize>(value: &T, format: Format) -> Result<Vec<u8>, Encode
     }
 }
 
+/// Encodes a `records` frame in MessagePack around records that are each already encoded
+/// with [`encode`] in MessagePack (as the hub stores them), without decoding them. The result is
+/// byte-for-byte what [`encode`] makes of the equivalent [`crate::Records`] frame.
+pub fn encode_records_msgpack<R: AsRef<[u8]>>(
+    reader: u64,
+    partition: u32,
+    records: &[R],
+) -> Vec<u8> {
+    let body: usize = records.iter().map(|r| r.as_ref().len()).sum();
+    let mut out = Vec::with_capacity(body + 48);
+    // Writing into a Vec cannot fail.
+    let _ = rmp::encode::write_map_len(&mut out, 1);
+    let _ = rmp::encode::write_str(&mut out, "records");
+    let _ = rmp::encode::write_map_len(&mut out, 3);
+    let _ = rmp::encode::write_str(&mut out, "reader");
+    let _ = rmp::encode::write_uint(&mut out, reader);
+    let _ = rmp::encode::write_str(&mut out, "partition");
+    let _ = rmp::encode::write_uint(&mut out, u64::from(partition));
+    let _ = rmp::encode::write_str(&mut out, "records");
+    let _ = rmp::encode::write_array_len(&mut out, records.len() as u32);
+    for record in records {
+        out.extend_from_slice(record.as_ref());
+    }
+    out
+}
+
 /// Decodes a frame sent by a client.
 ///
 /// # Errors
@@ -68,7 +94,17 @@ pub fn decode_server(bytes: &[u8], format: Format) -> Result<ServerFrame, Decode
     decode_frame(bytes, format, SERVER_OPS)
 }
 
-const SERVER_OPS: &[&str] = &["welcome", "ok", "error", "deliver", "notice"];
+const SERVER_OPS: &[&str] = &[
+    "welcome",
+    "ok",
+    "error",
+    "deliver",
+    "notice",
+    "records",
+    "assigned",
+    "revoked",
+    "reader_closed",
+];
 
 fn decode_frame<T: DeserializeOwned>(
     bytes: &[u8],

@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::codes::ErrorCode;
 use crate::limits::Limits;
 use crate::payload::{Headers, Payload};
+use crate::streams::{
+    Durability, PartitionOffset, ReadFrom, ReaderPartition, Record, Retention, StreamDescription,
+    StreamInfo,
+};
 
 fn headers_empty(h: &Headers) -> bool {
     h.is_empty()
@@ -28,12 +32,44 @@ pub enum ClientFrame {
     Subscribe(Subscribe),
     /// Removes a subscription.
     Unsubscribe(Unsubscribe),
+    /// Creates a stream with options; answered with its [`StreamInfo`].
+    CreateStream(CreateStream),
+    /// Appends a record to a stream, creating the stream with defaults if needed.
+    Append(Append),
+    /// Starts a reader on a stream (alone, or as a member of a consumer group).
+    Read(Read),
+    /// Grants a reader more credit; also acknowledges the oldest `n` records delivered to it.
+    Credit(Credit),
+    /// Stops a reader.
+    CloseReader(CloseReader),
+    /// Commits a consumer group's offset in one partition.
+    Commit(Commit),
+    /// Lists every stream.
+    ListStreams(ListStreams),
+    /// Describes one stream: watermarks, sizes, groups and lag.
+    DescribeStream(StreamRef),
+    /// Deletes a stream and everything in it.
+    DeleteStream(StreamRef),
 }
 
 impl ClientFrame {
     /// The operation names a client may send, as they appear on the wire.
-    pub const OPS: &'static [&'static str] =
-        &["hello", "ping", "publish", "subscribe", "unsubscribe"];
+    pub const OPS: &'static [&'static str] = &[
+        "hello",
+        "ping",
+        "publish",
+        "subscribe",
+        "unsubscribe",
+        "create_stream",
+        "append",
+        "read",
+        "credit",
+        "close_reader",
+        "commit",
+        "list_streams",
+        "describe_stream",
+        "delete_stream",
+    ];
 
     /// The request id, for every frame but `hello`.
     pub fn request_id(&self) -> Option<u64> {
@@ -43,6 +79,15 @@ impl ClientFrame {
             ClientFrame::Publish(f) => Some(f.id),
             ClientFrame::Subscribe(f) => Some(f.id),
             ClientFrame::Unsubscribe(f) => Some(f.id),
+            ClientFrame::CreateStream(f) => Some(f.id),
+            ClientFrame::Append(f) => Some(f.id),
+            ClientFrame::Read(f) => Some(f.id),
+            ClientFrame::Credit(f) => Some(f.id),
+            ClientFrame::CloseReader(f) => Some(f.id),
+            ClientFrame::Commit(f) => Some(f.id),
+            ClientFrame::ListStreams(f) => Some(f.id),
+            ClientFrame::DescribeStream(f) => Some(f.id),
+            ClientFrame::DeleteStream(f) => Some(f.id),
         }
     }
 
@@ -54,6 +99,15 @@ impl ClientFrame {
             ClientFrame::Publish(_) => "publish",
             ClientFrame::Subscribe(_) => "subscribe",
             ClientFrame::Unsubscribe(_) => "unsubscribe",
+            ClientFrame::CreateStream(_) => "create_stream",
+            ClientFrame::Append(_) => "append",
+            ClientFrame::Read(_) => "read",
+            ClientFrame::Credit(_) => "credit",
+            ClientFrame::CloseReader(_) => "close_reader",
+            ClientFrame::Commit(_) => "commit",
+            ClientFrame::ListStreams(_) => "list_streams",
+            ClientFrame::DescribeStream(_) => "describe_stream",
+            ClientFrame::DeleteStream(_) => "delete_stream",
         }
     }
 }
@@ -101,6 +155,112 @@ pub struct Unsubscribe {
     pub pattern: String,
 }
 
+/// Create a stream. Creating an existing stream with the same options is a no-op; with other
+/// options it fails with `already_exists`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateStream {
+    pub id: u64,
+    pub stream: String,
+    /// Number of partitions (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durability: Option<Durability>,
+}
+
+/// Append one record; answered once it is durable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Append {
+    pub id: u64,
+    pub stream: String,
+    pub data: Payload,
+    /// Records with a key go to the partition `partition_for_key(key, partitions)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "headers_empty")]
+    pub headers: Headers,
+    /// A repeat of this key within the dedup window answers the original position and writes
+    /// nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// Start a reader.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Read {
+    pub id: u64,
+    pub stream: String,
+    /// Read only this partition; all partitions if absent. Ignored for group reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<u32>,
+    /// Where to start in partitions without a position in `positions` (for a group: in
+    /// partitions the group never committed).
+    #[serde(default)]
+    pub from: ReadFrom,
+    /// Exact next offsets per partition, to resume after a reconnect.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub positions: Vec<PartitionOffset>,
+    /// The epoch the positions were taken in; a different current epoch fails with
+    /// `epoch_mismatch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+    /// Records the hub may send before the reader grants more.
+    pub credit: u32,
+    /// Read as a member of this consumer group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The member id from an earlier `read_started`, to rejoin within the session timeout
+    /// keeping the same partitions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    /// For group reads: commit automatically as credit acknowledges delivered records.
+    #[serde(default)]
+    pub auto_commit: bool,
+}
+
+/// Grant `n` more records of credit to a reader. The grant also acknowledges the `n` oldest
+/// records delivered to it and not yet acknowledged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Credit {
+    pub id: u64,
+    pub reader: u64,
+    pub n: u32,
+}
+
+/// Stop a reader; for a group member, leave the group at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CloseReader {
+    pub id: u64,
+    pub reader: u64,
+}
+
+/// Commit the next offset `offset` for `group` in `partition`, under the assignment
+/// `generation` (a commit from an older generation fails with `stale_generation`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Commit {
+    pub id: u64,
+    pub stream: String,
+    pub group: String,
+    pub partition: u32,
+    pub offset: u64,
+    pub generation: u64,
+}
+
+/// List every stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListStreams {
+    pub id: u64,
+}
+
+/// A request naming one stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamRef {
+    pub id: u64,
+    pub stream: String,
+}
+
 /// A frame sent by the hub.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -115,6 +275,15 @@ pub enum ServerFrame {
     Deliver(Deliver),
     /// Something the client should know that answers no request.
     Notice(Notice),
+    /// Records for a reader, in offset order within the partition.
+    Records(Records),
+    /// Partitions newly assigned to a group reader, with the offsets it starts at.
+    Assigned(Assigned),
+    /// Partitions taken away from a group reader; it receives no more records from them.
+    Revoked(Revoked),
+    /// A reader stopped because of an error (its stream was deleted, or its position fell
+    /// below the low watermark).
+    ReaderClosed(ReaderClosed),
 }
 
 /// The hub's answer to `hello`.
@@ -144,6 +313,27 @@ pub struct Reply {
 pub enum ReplyBody {
     /// `publish`: the number of sessions the message was handed to.
     Published { receivers: u64 },
+    /// `create_stream`: the stream as it now exists.
+    Stream(StreamInfo),
+    /// `append`: where the record is.
+    Appended {
+        partition: u32,
+        offset: u64,
+        timestamp: u64,
+    },
+    /// `read`: the reader's id and starting positions. For a group read `partitions` is empty
+    /// and `assigned` frames follow.
+    ReadStarted {
+        reader: u64,
+        epoch: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member: Option<String>,
+        partitions: Vec<ReaderPartition>,
+    },
+    /// `list_streams`.
+    Streams { streams: Vec<StreamInfo> },
+    /// `describe_stream`.
+    Described(StreamDescription),
 }
 
 /// A failed request, or a frame the hub could not read (then `id` is absent).
@@ -157,6 +347,12 @@ pub struct ErrorFrame {
     pub name: String,
     /// A human-readable explanation.
     pub message: String,
+    /// For `offset_out_of_range`: the partition's current low watermark.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_watermark: Option<u64>,
+    /// For `epoch_mismatch`: the stream's current epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
 }
 
 impl ErrorFrame {
@@ -167,6 +363,8 @@ impl ErrorFrame {
             code: code.as_u16(),
             name: code.name().to_owned(),
             message: message.into(),
+            low_watermark: None,
+            epoch: None,
         }
     }
 
@@ -191,4 +389,36 @@ pub struct Deliver {
 pub enum Notice {
     /// The session's outbound queue was full, so `missed` messages on `topic` were not delivered.
     Lagged { topic: String, missed: u64 },
+}
+
+/// Records for a reader from one partition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Records {
+    pub reader: u64,
+    pub partition: u32,
+    pub records: Vec<Record>,
+}
+
+/// Partitions assigned to a group reader.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assigned {
+    pub reader: u64,
+    /// The assignment generation to quote in `commit`.
+    pub generation: u64,
+    /// Each partition with the offset reading starts at.
+    pub partitions: Vec<PartitionOffset>,
+}
+
+/// Partitions revoked from a group reader.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Revoked {
+    pub reader: u64,
+    pub partitions: Vec<u32>,
+}
+
+/// A reader that stopped on an error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReaderClosed {
+    pub reader: u64,
+    pub error: ErrorFrame,
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use switchboard_protocol::Limits;
+use switchboard_protocol::streams::{Durability, Retention};
 
 /// What the hub does when a session's outbound queue is full of topic messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -58,6 +59,24 @@ pub struct Config {
     pub max_bad_frames: u32,
     /// How long shutdown waits for sessions to flush and close, in milliseconds.
     pub shutdown_timeout_ms: u32,
+    /// Partitions of a stream created by its first append.
+    pub stream_partitions: u32,
+    /// Retention of a stream created by its first append (no limit by default).
+    pub stream_retention: Retention,
+    /// Durability of a stream created by its first append.
+    pub stream_durability: Durability,
+    /// Largest record (data, key and headers), in bytes.
+    pub max_record_bytes: u32,
+    /// Most credit a stream reader may hold; larger grants are capped.
+    pub max_reader_credit: u32,
+    /// How long an idempotency key is remembered, in milliseconds.
+    pub dedup_window_ms: u64,
+    /// How long a disconnected group member keeps its partitions, in milliseconds.
+    pub group_session_timeout_ms: u64,
+    /// How often retention runs, in milliseconds.
+    pub retention_interval_ms: u64,
+    /// Most write operations committed in one transaction.
+    pub commit_max_batch: u32,
 }
 
 impl Default for Config {
@@ -80,6 +99,15 @@ impl Default for Config {
             slow_consumer: SlowConsumerPolicy::Notify,
             max_bad_frames: 10,
             shutdown_timeout_ms: 10_000,
+            stream_partitions: 1,
+            stream_retention: Retention::default(),
+            stream_durability: Durability::Immediate,
+            max_record_bytes: 1024 * 1024 - 1024,
+            max_reader_credit: 10_000,
+            dedup_window_ms: 120_000,
+            group_session_timeout_ms: 10_000,
+            retention_interval_ms: 1_000,
+            commit_max_batch: 4096,
         }
     }
 }
@@ -143,6 +171,15 @@ impl Config {
         if self.max_bad_frames == 0 {
             return bad("max_bad_frames must be at least 1");
         }
+        if self.stream_partitions == 0 || self.stream_partitions > crate::streams::MAX_PARTITIONS {
+            return bad("stream_partitions must be between 1 and 1024");
+        }
+        if self.max_record_bytes == 0 || self.max_record_bytes > self.max_frame_bytes {
+            return bad("max_record_bytes must be above 0 and at most max_frame_bytes");
+        }
+        if self.max_reader_credit == 0 || self.commit_max_batch == 0 {
+            return bad("max_reader_credit and commit_max_batch must be above 0");
+        }
         Ok(())
     }
 
@@ -155,6 +192,23 @@ impl Config {
             ping_interval_ms: self.ping_interval_ms,
             idle_timeout_ms: self.idle_timeout_ms,
             outbox_bytes: self.outbox_bytes,
+        }
+    }
+
+    /// The stream engine's settings.
+    pub fn streams(&self) -> crate::streams::StreamsConfig {
+        crate::streams::StreamsConfig {
+            defaults: crate::storage::streams::StreamOptions {
+                partitions: self.stream_partitions,
+                retention: self.stream_retention,
+                durability: self.stream_durability,
+            },
+            max_record_bytes: self.max_record_bytes as usize,
+            max_reader_credit: u64::from(self.max_reader_credit),
+            dedup_window_ms: self.dedup_window_ms,
+            group_session_timeout_ms: self.group_session_timeout_ms,
+            retention_interval_ms: self.retention_interval_ms,
+            max_batch: self.commit_max_batch as usize,
         }
     }
 

@@ -7,16 +7,21 @@
 //! - [`http`]: routes — the WebSocket endpoint `/ws`, `/api/*`, the web and docs folders.
 //! - [`session`]: one connection's loop, its writer and its bounded outbox.
 //! - [`topics`]: in-memory publish/subscribe with a wildcard trie.
-//! - [`storage`]: the redb database; every table and key encoding lives there.
+//! - [`streams`]: durable partitioned logs: appends, readers, consumer groups, retention.
+//! - [`storage`]: the redb database and its single writer thread (group commit); every table
+//!   and key encoding lives there.
+//! - [`clock`]: wall-clock time, replaceable in tests.
 //! - [`stats`]: hub-wide counters.
 //! - [`cli`]: the command line of the `switchboard` binary.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod http;
 pub mod session;
 pub mod stats;
 pub mod storage;
+pub mod streams;
 pub mod topics;
 
 use std::future::Future;
@@ -41,7 +46,9 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub struct Hub {
     pub config: Config,
     pub topics: Topics,
+    pub streams: streams::Streams,
     pub storage: Storage,
+    pub clock: clock::SharedClock,
     pub stats: Arc<Stats>,
     /// Cancelled when the hub starts shutting down.
     pub shutdown: CancellationToken,
@@ -53,10 +60,17 @@ pub struct Hub {
 }
 
 impl Hub {
-    fn new(config: Config, storage: Storage) -> Hub {
+    fn new(
+        config: Config,
+        storage: Storage,
+        streams: streams::Streams,
+        clock: clock::SharedClock,
+    ) -> Hub {
         let stats = Arc::new(Stats::default());
         Hub {
             topics: Topics::new(stats.clone()),
+            streams,
+            clock,
             connections: Arc::new(Semaphore::new(config.max_connections as usize)),
             config,
             storage,
@@ -80,6 +94,8 @@ pub enum ServerError {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("cannot start the storage engines: {0}")]
+    Engine(#[from] storage::OpError),
     #[error("server I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -96,10 +112,25 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    run_with_clock(listener, config, shutdown, Arc::new(clock::SystemClock)).await
+}
+
+/// [`run`] with a given wall clock (tests use a manual one).
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with_clock(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    clock: clock::SharedClock,
+) -> Result<(), ServerError> {
     config.validate()?;
     let storage = Storage::open(&config.data_dir).await?;
     tracing::info!(path = %storage.path().display(), "database open");
-    let hub = Arc::new(Hub::new(config, storage));
+    let streams = streams::start(storage.clone(), config.streams(), clock.clone())?;
+    let background = tokio::spawn(streams::retention::run(streams.clone()));
+    let hub = Arc::new(Hub::new(config, storage, streams, clock));
     let app = http::router(hub.clone());
 
     let signal = hub.shutdown.clone();
@@ -126,8 +157,12 @@ pub async fn run(
             "sessions still open after the shutdown timeout"
         );
     }
+    background.abort();
+    let _ = background.await;
     let storage = hub.storage.clone();
+    let writer = hub.streams.writer.clone();
     drop(hub);
+    writer.stop().await;
     storage.close().await;
     served?;
     Ok(())

@@ -4,9 +4,56 @@ use super::*;
 use crate::frame::*;
 use crate::limits::Limits;
 use crate::payload::{Headers, Payload};
+use crate::streams::*;
 
 fn headers() -> Headers {
     [("k".to_owned(), "v".to_owned())].into_iter().collect()
+}
+
+fn record(offset: u64) -> Record {
+    Record {
+        offset,
+        timestamp: 1_700_000_000_000 + offset,
+        key: offset.is_multiple_of(2).then(|| format!("k{offset}")),
+        headers: if offset.is_multiple_of(3) {
+            headers()
+        } else {
+            Headers::new()
+        },
+        data: Payload::from(vec![offset as u8; offset as usize]),
+    }
+}
+
+fn info() -> StreamInfo {
+    StreamInfo {
+        stream: "orders".into(),
+        partitions: 3,
+        epoch: u64::MAX,
+        retention: Retention::default(),
+        durability: Durability::Immediate,
+        created: 5,
+    }
+}
+
+#[test]
+fn a_records_frame_built_from_stored_records_should_equal_the_encoded_frame() {
+    for (reader, partition, n) in [(1, 0, 0), (300, 70_000, 3), (u64::MAX, u32::MAX, 40)] {
+        let records: Vec<Record> = (0..n).map(record).collect();
+        let stored: Vec<Vec<u8>> = records
+            .iter()
+            .map(|r| encode(r, Format::MsgPack).unwrap())
+            .collect();
+        let expected = encode(
+            &ServerFrame::Records(Records {
+                reader,
+                partition,
+                records,
+            }),
+            Format::MsgPack,
+        )
+        .unwrap();
+        assert_eq!(encode_records_msgpack(reader, partition, &stored), expected);
+    }
 }
 
 fn client_frames() -> Vec<ClientFrame> {
@@ -42,6 +89,63 @@ fn client_frames() -> Vec<ClientFrame> {
             id: 3,
             pattern: "*.b".into(),
         }),
+        ClientFrame::CreateStream(CreateStream {
+            id: 4,
+            stream: "orders".into(),
+            partitions: Some(4),
+            retention: Some(Retention {
+                max_age_ms: Some(1000),
+                max_bytes: None,
+                max_records: Some(5),
+            }),
+            durability: Some(Durability::Interval(20)),
+        }),
+        ClientFrame::Append(Append {
+            id: 5,
+            stream: "orders".into(),
+            data: Payload::from("x"),
+            key: Some("k".into()),
+            headers: headers(),
+            idempotency_key: Some("i".into()),
+        }),
+        ClientFrame::Read(Read {
+            id: 6,
+            stream: "orders".into(),
+            partition: None,
+            from: ReadFrom::Time(123),
+            positions: vec![PartitionOffset {
+                partition: 1,
+                offset: 7,
+            }],
+            epoch: Some(99),
+            credit: 100,
+            group: Some("g".into()),
+            member: Some("m".into()),
+            auto_commit: true,
+        }),
+        ClientFrame::Credit(Credit {
+            id: 7,
+            reader: 1,
+            n: 10,
+        }),
+        ClientFrame::CloseReader(CloseReader { id: 8, reader: 1 }),
+        ClientFrame::Commit(Commit {
+            id: 9,
+            stream: "orders".into(),
+            group: "g".into(),
+            partition: 0,
+            offset: 10,
+            generation: 3,
+        }),
+        ClientFrame::ListStreams(ListStreams { id: 10 }),
+        ClientFrame::DescribeStream(StreamRef {
+            id: 11,
+            stream: "orders".into(),
+        }),
+        ClientFrame::DeleteStream(StreamRef {
+            id: 12,
+            stream: "orders".into(),
+        }),
     ]
 }
 
@@ -71,6 +175,84 @@ fn server_frames() -> Vec<ServerFrame> {
         ServerFrame::Notice(Notice::Lagged {
             topic: "a.b".into(),
             missed: 12,
+        }),
+        ServerFrame::Records(Records {
+            reader: 1,
+            partition: 2,
+            records: vec![record(7), record(8)],
+        }),
+        ServerFrame::Assigned(Assigned {
+            reader: 1,
+            generation: 4,
+            partitions: vec![PartitionOffset {
+                partition: 0,
+                offset: 3,
+            }],
+        }),
+        ServerFrame::Revoked(Revoked {
+            reader: 1,
+            partitions: vec![0, 2],
+        }),
+        ServerFrame::ReaderClosed(ReaderClosed {
+            reader: 1,
+            error: ErrorFrame {
+                low_watermark: Some(40),
+                ..ErrorFrame::new(None, ErrorCode::OffsetOutOfRange, "gone")
+            },
+        }),
+        ServerFrame::Ok(Reply {
+            id: 3,
+            result: Some(ReplyBody::Appended {
+                partition: 1,
+                offset: 2,
+                timestamp: 3,
+            }),
+        }),
+        ServerFrame::Ok(Reply {
+            id: 7,
+            result: Some(ReplyBody::Stream(info())),
+        }),
+        ServerFrame::Ok(Reply {
+            id: 4,
+            result: Some(ReplyBody::ReadStarted {
+                reader: 1,
+                epoch: 2,
+                member: Some("m".into()),
+                partitions: vec![ReaderPartition {
+                    partition: 0,
+                    next: 1,
+                    low: 0,
+                    high: 5,
+                }],
+            }),
+        }),
+        ServerFrame::Ok(Reply {
+            id: 5,
+            result: Some(ReplyBody::Streams {
+                streams: vec![info()],
+            }),
+        }),
+        ServerFrame::Ok(Reply {
+            id: 6,
+            result: Some(ReplyBody::Described(StreamDescription {
+                info: info(),
+                partitions: vec![PartitionInfo {
+                    partition: 0,
+                    low: 1,
+                    high: 4,
+                    bytes: 30,
+                    records: 3,
+                }],
+                groups: vec![GroupInfo {
+                    group: "g".into(),
+                    members: 2,
+                    partitions: vec![GroupPartitionInfo {
+                        partition: 0,
+                        committed: Some(2),
+                        lag: 2,
+                    }],
+                }],
+            })),
         }),
     ]
 }

@@ -13,11 +13,12 @@ mod hello;
 pub mod outbox;
 mod requests;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message};
+use futures_util::stream::FuturesUnordered;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use switchboard_protocol::CloseCode;
 use switchboard_protocol::codec::Format;
@@ -26,7 +27,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::Hub;
 use crate::stats::Stats;
+use crate::streams::ReaderHandle;
 use outbox::{Out, Outbox};
+use requests::Finished;
 
 /// How long a closing session waits for the client's close frame.
 const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);
@@ -68,10 +71,26 @@ where
         outbox: outbox.clone(),
         subscriptions: HashSet::new(),
         bad_frames: 0,
+        readers: HashMap::new(),
+        next_reader: 0,
+        in_flight: FuturesUnordered::new(),
     };
     let end = session.run(&mut stream, &mut writer).await;
     hub.topics
         .remove_session(id, session.subscriptions.iter().map(String::as_str));
+    for (_, reader) in session.readers.drain() {
+        hub.streams.close_reader(reader, false).await;
+    }
+    if let End::Close(_) = end {
+        // Answer what is already in flight (appends waiting for their commit) before closing.
+        let grace = Duration::from_millis(u64::from(hub.config.shutdown_timeout_ms));
+        let _ = tokio::time::timeout(grace, async {
+            while let Some((format, outcome)) = session.in_flight.next().await {
+                session.answer(format, outcome);
+            }
+        })
+        .await;
+    }
 
     match end {
         End::Close(code) => {
@@ -117,6 +136,9 @@ struct Session {
     outbox: Arc<Outbox>,
     subscriptions: HashSet<String>,
     bad_frames: u32,
+    readers: HashMap<u64, ReaderHandle>,
+    next_reader: u64,
+    in_flight: FuturesUnordered<futures_util::future::BoxFuture<'static, Finished>>,
 }
 
 impl Session {
@@ -148,11 +170,16 @@ impl Session {
                     self.outbox.ping();
                 }
                 _ = self.outbox.space(), if paused => {}
+                Some((format, outcome)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    if let Flow::Close(code) = self.answer(format, outcome) {
+                        return End::Close(code);
+                    }
+                }
                 next = stream.next(), if !paused => {
                     last_heard = Instant::now();
                     let flow = match next {
-                        Some(Ok(Message::Binary(bytes))) => self.handle(&bytes, Format::MsgPack),
-                        Some(Ok(Message::Text(text))) => self.handle(text.as_bytes(), Format::Json),
+                        Some(Ok(Message::Binary(bytes))) => self.handle(&bytes, Format::MsgPack).await,
+                        Some(Ok(Message::Text(text))) => self.handle(text.as_bytes(), Format::Json).await,
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => Flow::Continue,
                         Some(Ok(Message::Close(_))) | None => return End::PeerGone,
                         Some(Err(e)) => return transport_error(self.id, e),

@@ -5,6 +5,7 @@
 //!   `notify` drops the message for this session and counts it per topic until the writer has
 //!   taken everything queued, then queues one `lagged` notice per topic; `disconnect` closes the
 //!   session with 4005. Either way the publisher never waits.
+//! - stream frames (records, assignments): never dropped; bounded by each reader's credit.
 //! - replies: never dropped. Their number is bounded because the session stops reading requests
 //!   while `max_in_flight` replies wait to be written.
 //! - control (pings, the final close): at most a few at a time.
@@ -152,6 +153,24 @@ impl Outbox {
         drop(state);
         self.wake_writer.notify_one();
         true
+    }
+
+    /// Queues a stream frame (records, assignments); never dropped, because readers bound
+    /// what they send by the client's credit. Returns false once closing.
+    pub fn stream(&self, message: Message) -> bool {
+        let mut state = self.lock();
+        if state.close.is_some() {
+            return false;
+        }
+        state.items.push_back(Out::Message(message));
+        drop(state);
+        self.wake_writer.notify_one();
+        true
+    }
+
+    /// Whether the session is closing.
+    pub fn is_closed(&self) -> bool {
+        self.lock().close.is_some()
     }
 
     /// Queues a WebSocket ping.

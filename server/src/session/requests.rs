@@ -1,5 +1,11 @@
 //! Decoding, validating and handling one client frame: decode → validate → handle → reply.
+//!
+//! In-memory operations (topics, credit) are answered at once. Operations that wait for the
+//! disk (appends, stream administration) become futures in the session's in-flight set, so a
+//! session can pipeline many appends into one group commit.
 
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use switchboard_protocol::codec::{self, Format};
 use switchboard_protocol::names;
 use switchboard_protocol::{
@@ -9,9 +15,12 @@ use switchboard_protocol::{
 use super::outbox::encode_message;
 use super::{Flow, Session};
 use crate::stats::Stats;
+use crate::storage::streams::NewRecord;
+use crate::streams::reader::Ctl;
+use crate::streams::{PendingReader, StreamError};
 
 /// A request that failed, and whether it counts as a bad frame (input that breaks the protocol).
-struct Failure {
+pub(super) struct Failure {
     error: ErrorFrame,
     bad: bool,
 }
@@ -30,13 +39,73 @@ impl Failure {
             bad: false,
         }
     }
+
+    fn stream(id: u64, error: StreamError) -> Self {
+        let bad = error.code == ErrorCode::InvalidName.as_u16();
+        Failure {
+            error: ErrorFrame {
+                id: Some(id),
+                ..error
+            },
+            bad,
+        }
+    }
+}
+
+/// The outcome of a request that finished later.
+pub(super) type Finished = (Format, Result<Reply, Failure>);
+
+/// How a request was handled.
+enum Handled {
+    Now(Result<Reply, Failure>),
+    Later(u64, BoxFuture<'static, Result<Reply, Failure>>),
+    Reader(Reply, PendingReader),
+}
+
+fn ok(id: u64, body: ReplyBody) -> Result<Reply, Failure> {
+    Ok(Reply {
+        id,
+        result: Some(body),
+    })
+}
+
+fn done(id: u64) -> Result<Reply, Failure> {
+    Ok(Reply { id, result: None })
 }
 
 impl Session {
-    /// Handles one data message and queues its answer in the format it came in.
-    pub(super) fn handle(&mut self, bytes: &[u8], format: Format) -> Flow {
+    /// Handles one data message and queues (or schedules) its answer in its format.
+    pub(super) async fn handle(&mut self, bytes: &[u8], format: Format) -> Flow {
         Stats::add(&self.hub.stats.frames_in, 1);
-        let outcome = self.dispatch(bytes, format);
+        match self.dispatch(bytes, format).await {
+            Handled::Now(outcome) => self.answer(format, outcome),
+            Handled::Later(id, future) => {
+                if self.in_flight.len() >= self.hub.config.max_in_flight as usize {
+                    let failure = Failure::refused(
+                        id,
+                        ErrorCode::TooManyInFlight,
+                        format!(
+                            "max_in_flight ({}) requests are in flight",
+                            self.hub.config.max_in_flight
+                        ),
+                    );
+                    self.answer(format, Err(failure))
+                } else {
+                    self.in_flight
+                        .push(future.map(move |outcome| (format, outcome)).boxed());
+                    Flow::Continue
+                }
+            }
+            Handled::Reader(reply, pending) => {
+                let flow = self.answer(format, Ok(reply));
+                pending.start().await;
+                flow
+            }
+        }
+    }
+
+    /// Queues the answer to a request.
+    pub(super) fn answer(&mut self, format: Format, outcome: Result<Reply, Failure>) -> Flow {
         let frame = match outcome {
             Ok(reply) => {
                 self.bad_frames = 0;
@@ -46,6 +115,8 @@ impl Session {
                 if failure.bad {
                     Stats::add(&self.hub.stats.bad_frames, 1);
                     self.bad_frames += 1;
+                } else {
+                    self.bad_frames = 0;
                 }
                 ServerFrame::Error(failure.error)
             }
@@ -59,74 +130,182 @@ impl Session {
         Flow::Continue
     }
 
-    fn dispatch(&mut self, bytes: &[u8], format: Format) -> Result<Reply, Failure> {
+    async fn dispatch(&mut self, bytes: &[u8], format: Format) -> Handled {
         let max = self.hub.config.max_frame_bytes as usize;
         if bytes.len() > max {
-            return Err(Failure::bad(
+            return Handled::Now(Err(Failure::bad(
                 None,
                 ErrorCode::FrameTooLarge,
                 format!(
                     "frame of {} bytes exceeds max_frame_bytes {max}",
                     bytes.len()
                 ),
-            ));
+            )));
         }
-        let frame = codec::decode_client(bytes, format)
-            .map_err(|e| Failure::bad(e.request_id, e.code, e.message))?;
+        let frame = match codec::decode_client(bytes, format) {
+            Ok(frame) => frame,
+            Err(e) => return Handled::Now(Err(Failure::bad(e.request_id, e.code, e.message))),
+        };
+        let streams = self.hub.streams.clone();
         match frame {
-            ClientFrame::Hello(_) => Err(Failure::bad(
+            ClientFrame::Hello(_) => Handled::Now(Err(Failure::bad(
                 None,
                 ErrorCode::UnexpectedHello,
                 "this session already said hello",
-            )),
-            ClientFrame::Ping(ping) => Ok(Reply {
-                id: ping.id,
-                result: None,
-            }),
-            ClientFrame::Publish(p) => {
-                names::validate_topic(&p.topic)
-                    .map_err(|e| Failure::bad(Some(p.id), ErrorCode::InvalidName, e.to_string()))?;
-                let receivers = self.hub.topics.publish(Deliver {
-                    topic: p.topic,
-                    data: p.data,
-                    headers: p.headers,
-                });
-                Ok(Reply {
-                    id: p.id,
-                    result: Some(ReplyBody::Published { receivers }),
-                })
-            }
-            ClientFrame::Subscribe(s) => {
-                names::validate_pattern(&s.pattern)
-                    .map_err(|e| Failure::bad(Some(s.id), ErrorCode::InvalidName, e.to_string()))?;
-                if !self.subscriptions.contains(&s.pattern) {
-                    let max = self.hub.config.max_subscriptions as usize;
-                    if self.subscriptions.len() >= max {
-                        return Err(Failure::refused(
-                            s.id,
-                            ErrorCode::TooManySubscriptions,
-                            format!("this session already holds max_subscriptions ({max})"),
-                        ));
+            ))),
+            ClientFrame::Ping(ping) => Handled::Now(done(ping.id)),
+            ClientFrame::Publish(p) => Handled::Now(self.publish(p)),
+            ClientFrame::Subscribe(s) => Handled::Now(self.subscribe(s)),
+            ClientFrame::Unsubscribe(u) => Handled::Now(self.unsubscribe(u)),
+            ClientFrame::CreateStream(c) => Handled::Later(
+                c.id,
+                Box::pin(async move {
+                    match streams
+                        .create(&c.stream, c.partitions, c.retention, c.durability)
+                        .await
+                    {
+                        Ok(info) => ok(c.id, ReplyBody::Stream(info)),
+                        Err(e) => Err(Failure::stream(c.id, e)),
                     }
-                    self.hub.topics.subscribe(self.id, &s.pattern, &self.outbox);
-                    self.subscriptions.insert(s.pattern);
-                }
-                Ok(Reply {
-                    id: s.id,
-                    result: None,
-                })
+                }),
+            ),
+            ClientFrame::Append(a) => {
+                let record = NewRecord {
+                    key: a.key,
+                    headers: a.headers,
+                    data: a.data,
+                };
+                Handled::Later(
+                    a.id,
+                    Box::pin(async move {
+                        match streams.append(&a.stream, record, a.idempotency_key).await {
+                            Ok(x) => ok(
+                                a.id,
+                                ReplyBody::Appended {
+                                    partition: x.partition,
+                                    offset: x.offset,
+                                    timestamp: x.timestamp,
+                                },
+                            ),
+                            Err(e) => Err(Failure::stream(a.id, e)),
+                        }
+                    }),
+                )
             }
-            ClientFrame::Unsubscribe(u) => {
-                names::validate_pattern(&u.pattern)
-                    .map_err(|e| Failure::bad(Some(u.id), ErrorCode::InvalidName, e.to_string()))?;
-                if self.subscriptions.remove(&u.pattern) {
-                    self.hub.topics.unsubscribe(self.id, &u.pattern);
+            ClientFrame::Read(r) => {
+                self.next_reader += 1;
+                let reader = self.next_reader;
+                match streams.open_reader(&r, reader, self.outbox.clone()).await {
+                    Ok((handle, pending, body)) => {
+                        self.readers.insert(reader, handle);
+                        Handled::Reader(
+                            Reply {
+                                id: r.id,
+                                result: Some(body),
+                            },
+                            pending,
+                        )
+                    }
+                    Err(e) => Handled::Now(Err(Failure::stream(r.id, e))),
                 }
-                Ok(Reply {
-                    id: u.id,
-                    result: None,
-                })
             }
+            ClientFrame::Credit(c) => match self.readers.get(&c.reader) {
+                Some(handle) => {
+                    // A reader that already stopped has told the client why; the grant is moot.
+                    let _ = handle.ctl.send(Ctl::Credit(c.n)).await;
+                    Handled::Now(done(c.id))
+                }
+                None => Handled::Now(Err(Failure::refused(
+                    c.id,
+                    ErrorCode::NotFound,
+                    format!("no reader {}", c.reader),
+                ))),
+            },
+            ClientFrame::CloseReader(c) => match self.readers.remove(&c.reader) {
+                Some(handle) => {
+                    streams.close_reader(handle, true).await;
+                    Handled::Now(done(c.id))
+                }
+                None => Handled::Now(Err(Failure::refused(
+                    c.id,
+                    ErrorCode::NotFound,
+                    format!("no reader {}", c.reader),
+                ))),
+            },
+            ClientFrame::Commit(c) => Handled::Later(
+                c.id,
+                Box::pin(async move {
+                    match streams
+                        .commit(&c.stream, &c.group, c.partition, c.offset, c.generation)
+                        .await
+                    {
+                        Ok(()) => done(c.id),
+                        Err(e) => Err(Failure::stream(c.id, e)),
+                    }
+                }),
+            ),
+            ClientFrame::ListStreams(l) => Handled::Now(ok(
+                l.id,
+                ReplyBody::Streams {
+                    streams: streams.list(),
+                },
+            )),
+            ClientFrame::DescribeStream(d) => Handled::Later(
+                d.id,
+                Box::pin(async move {
+                    match streams.describe(&d.stream).await {
+                        Ok(description) => ok(d.id, ReplyBody::Described(description)),
+                        Err(e) => Err(Failure::stream(d.id, e)),
+                    }
+                }),
+            ),
+            ClientFrame::DeleteStream(d) => Handled::Later(
+                d.id,
+                Box::pin(async move {
+                    match streams.delete(&d.stream).await {
+                        Ok(()) => done(d.id),
+                        Err(e) => Err(Failure::stream(d.id, e)),
+                    }
+                }),
+            ),
         }
+    }
+
+    fn publish(&mut self, p: switchboard_protocol::Publish) -> Result<Reply, Failure> {
+        names::validate_topic(&p.topic)
+            .map_err(|e| Failure::bad(Some(p.id), ErrorCode::InvalidName, e.to_string()))?;
+        let receivers = self.hub.topics.publish(Deliver {
+            topic: p.topic,
+            data: p.data,
+            headers: p.headers,
+        });
+        ok(p.id, ReplyBody::Published { receivers })
+    }
+
+    fn subscribe(&mut self, s: switchboard_protocol::Subscribe) -> Result<Reply, Failure> {
+        names::validate_pattern(&s.pattern)
+            .map_err(|e| Failure::bad(Some(s.id), ErrorCode::InvalidName, e.to_string()))?;
+        if !self.subscriptions.contains(&s.pattern) {
+            let max = self.hub.config.max_subscriptions as usize;
+            if self.subscriptions.len() >= max {
+                return Err(Failure::refused(
+                    s.id,
+                    ErrorCode::TooManySubscriptions,
+                    format!("this session already holds max_subscriptions ({max})"),
+                ));
+            }
+            self.hub.topics.subscribe(self.id, &s.pattern, &self.outbox);
+            self.subscriptions.insert(s.pattern);
+        }
+        done(s.id)
+    }
+
+    fn unsubscribe(&mut self, u: switchboard_protocol::Unsubscribe) -> Result<Reply, Failure> {
+        names::validate_pattern(&u.pattern)
+            .map_err(|e| Failure::bad(Some(u.id), ErrorCode::InvalidName, e.to_string()))?;
+        if self.subscriptions.remove(&u.pattern) {
+            self.hub.topics.unsubscribe(self.id, &u.pattern);
+        }
+        done(u.id)
     }
 }

@@ -4,19 +4,22 @@
 //! it opens, so two hubs can never share a data directory. redb is synchronous: every call here
 //! runs on a blocking thread, never on the async runtime's worker threads.
 
+pub mod streams;
+pub mod tables;
+pub mod writer;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
+
+use tables::META;
 
 /// Name of the database file inside the data directory.
 pub const DB_FILE: &str = "switchboard.redb";
 
 /// The on-disk format version this build writes and understands.
 pub const FORMAT_VERSION: u64 = 1;
-
-/// Facts about the database itself: `"format_version"` → [`FORMAT_VERSION`].
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Storage could not be opened or used.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +51,53 @@ macro_rules! from_redb {
     )*};
 }
 from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Why a storage operation failed. Everything but [`OpError::Storage`], [`OpError::Corrupt`]
+/// and [`OpError::Closed`] is the operation's own fault and leaves the rest of its batch alone.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OpError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{message}")]
+    OutOfRange { message: String, low: u64 },
+    #[error("stored data cannot be decoded: {0}")]
+    Corrupt(String),
+    #[error("storage failed: {0}")]
+    Storage(String),
+    #[error("the storage writer has stopped")]
+    Closed,
+}
+
+impl OpError {
+    /// Whether the error aborts the whole batch (the transaction may be half-written).
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            OpError::Storage(_) | OpError::Corrupt(_) | OpError::Closed
+        )
+    }
+}
+
+macro_rules! op_from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for OpError {
+            fn from(e: $t) -> Self {
+                OpError::Storage(e.to_string())
+            }
+        }
+    )*};
+}
+op_from_redb!(
+    redb::Error,
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
@@ -88,6 +138,7 @@ impl Storage {
             Err(e) => return Err(StorageError::Database(e.into())),
         };
         let txn = db.begin_write()?;
+        tables::create_all(&txn)?;
         {
             let mut meta = txn.open_table(META)?;
             let found = meta.get("format_version")?.map(|v| v.value());
@@ -106,6 +157,29 @@ impl Storage {
             db: Arc::new(db),
             path,
         })
+    }
+
+    /// The database, for the writer thread and for read transactions on blocking threads.
+    pub fn database(&self) -> Arc<Database> {
+        self.db.clone()
+    }
+
+    /// Runs a read-only query in a read transaction on a blocking thread.
+    ///
+    /// # Errors
+    /// The query's error, or [`OpError::Storage`] if redb or the blocking task fails.
+    pub async fn read<T, F>(&self, query: F) -> Result<T, OpError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&redb::ReadTransaction) -> Result<T, OpError> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read()?;
+            query(&txn)
+        })
+        .await
+        .map_err(|e| OpError::Storage(e.to_string()))?
     }
 
     /// Path of the database file.

@@ -1,0 +1,604 @@
+//! Stream tables: the writer-side state and operations applied inside a write transaction, and
+//! the read-side queries run in read transactions on blocking threads.
+
+use std::collections::{BTreeSet, HashMap};
+
+use bytes::Bytes;
+use redb::{ReadTransaction, ReadableTable, Table};
+use serde::{Deserialize, Serialize};
+use switchboard_protocol::codec::{self, Format};
+use switchboard_protocol::streams::{Durability, Record, Retention, StreamInfo, partition_for_key};
+use switchboard_protocol::{Headers, Payload};
+
+use super::OpError;
+use super::tables::*;
+
+/// A stream's settings as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamMeta {
+    pub id: u64,
+    pub name: String,
+    pub partitions: u32,
+    pub epoch: u64,
+    pub retention: Retention,
+    pub durability: Durability,
+    pub created: u64,
+}
+
+impl StreamMeta {
+    /// The public view.
+    pub fn info(&self) -> StreamInfo {
+        StreamInfo {
+            stream: self.name.clone(),
+            partitions: self.partitions,
+            epoch: self.epoch,
+            retention: self.retention,
+            durability: self.durability,
+            created: self.created,
+        }
+    }
+}
+
+/// One partition's committed state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PartState {
+    /// First offset stored.
+    pub low: u64,
+    /// Next offset to write.
+    pub high: u64,
+    pub bytes: u64,
+    pub last_ts: u64,
+}
+
+/// Options of a stream to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamOptions {
+    pub partitions: u32,
+    pub retention: Retention,
+    pub durability: Durability,
+}
+
+/// A record to append.
+#[derive(Debug, Clone, Default)]
+pub struct NewRecord {
+    pub key: Option<String>,
+    pub headers: Headers,
+    pub data: Payload,
+}
+
+/// Where an appended record landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Appended {
+    pub partition: u32,
+    pub offset: u64,
+    pub timestamp: u64,
+}
+
+/// What changed, told to the stream engine right after the commit that made it durable.
+#[derive(Debug, Clone)]
+pub enum StreamEvent {
+    Created {
+        meta: StreamMeta,
+        parts: Vec<PartState>,
+    },
+    Appended {
+        stream: u64,
+        partition: u32,
+        offset: u64,
+        record: Bytes,
+    },
+    Trimmed {
+        stream: u64,
+        partition: u32,
+        low: u64,
+        bytes: u64,
+    },
+    Deleted {
+        stream: u64,
+        name: String,
+    },
+}
+
+/// The writer thread's view of every stream: the sequencer for offsets and timestamps.
+#[derive(Debug, Default)]
+pub struct StreamsState {
+    by_name: HashMap<String, Entry>,
+    names: HashMap<u64, String>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    meta: StreamMeta,
+    parts: Vec<PartState>,
+    round_robin: u32,
+}
+
+/// Tables the stream operations write, opened once per batch.
+pub struct StreamTables<'txn> {
+    pub streams: Table<'txn, &'static str, &'static [u8]>,
+    pub partitions: Table<'txn, (u64, u32), (u64, u64, u64, u64)>,
+    pub records: Table<'txn, (u64, u32, u64), &'static [u8]>,
+    pub times: Table<'txn, (u64, u32, u64, u64), ()>,
+    pub groups: Table<'txn, (u64, &'static str, u32), (u64, u64)>,
+    pub dedup: Table<'txn, (u64, &'static str), (&'static [u8], u64)>,
+    pub dedup_expiry: Table<'txn, (u64, u64, &'static str), ()>,
+}
+
+impl<'txn> StreamTables<'txn> {
+    /// Opens the tables in `txn`.
+    pub fn open(txn: &'txn redb::WriteTransaction) -> Result<Self, redb::TableError> {
+        Ok(StreamTables {
+            streams: txn.open_table(STREAMS)?,
+            partitions: txn.open_table(PARTITIONS)?,
+            records: txn.open_table(RECORDS)?,
+            times: txn.open_table(RECORD_TIMES)?,
+            groups: txn.open_table(GROUP_OFFSETS)?,
+            dedup: txn.open_table(DEDUP)?,
+            dedup_expiry: txn.open_table(DEDUP_EXPIRY)?,
+        })
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Plain structs of integers and strings always encode.
+    codec::encode(value, Format::MsgPack).unwrap_or_default()
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, OpError> {
+    rmp_serde::from_slice(bytes).map_err(|e| OpError::Corrupt(e.to_string()))
+}
+
+impl StreamsState {
+    /// Loads every stream from the database.
+    ///
+    /// # Errors
+    /// redb fails or a stored value cannot be decoded.
+    pub fn load(txn: &ReadTransaction) -> Result<StreamsState, OpError> {
+        let streams = txn.open_table(STREAMS)?;
+        let partitions = txn.open_table(PARTITIONS)?;
+        let mut state = StreamsState::default();
+        for row in streams.iter()? {
+            let (_, value) = row?;
+            let meta: StreamMeta = decode(value.value())?;
+            let mut parts = Vec::with_capacity(meta.partitions as usize);
+            for p in 0..meta.partitions {
+                let (low, high, bytes, last_ts) = partitions
+                    .get((meta.id, p))?
+                    .map(|v| v.value())
+                    .unwrap_or_default();
+                parts.push(PartState {
+                    low,
+                    high,
+                    bytes,
+                    last_ts,
+                });
+            }
+            state.names.insert(meta.id, meta.name.clone());
+            state.by_name.insert(
+                meta.name.clone(),
+                Entry {
+                    meta,
+                    parts,
+                    round_robin: 0,
+                },
+            );
+        }
+        Ok(state)
+    }
+
+    /// Every stream with its partitions, for the engine to build its live view at start.
+    pub fn snapshot(&self) -> Vec<(StreamMeta, Vec<PartState>)> {
+        self.by_name
+            .values()
+            .map(|e| (e.meta.clone(), e.parts.clone()))
+            .collect()
+    }
+
+    /// The durability of a stream's appends (`Immediate` for unknown streams).
+    pub fn durability(&self, name: &str) -> Durability {
+        self.by_name
+            .get(name)
+            .map(|e| e.meta.durability)
+            .unwrap_or_default()
+    }
+
+    /// Creates a stream, or returns the existing one if the options match.
+    #[allow(clippy::too_many_arguments)]
+    pub fn create(
+        &mut self,
+        t: &mut StreamTables<'_>,
+        next_id: &mut u64,
+        name: &str,
+        options: &StreamOptions,
+        now: u64,
+        epoch: u64,
+        events: &mut Vec<StreamEvent>,
+    ) -> Result<StreamMeta, OpError> {
+        if let Some(e) = self.by_name.get(name) {
+            let same = e.meta.partitions == options.partitions
+                && e.meta.retention == options.retention
+                && e.meta.durability == options.durability;
+            return if same {
+                Ok(e.meta.clone())
+            } else {
+                Err(OpError::AlreadyExists(format!(
+                    "stream {name} exists with other options"
+                )))
+            };
+        }
+        let meta = StreamMeta {
+            id: *next_id,
+            name: name.to_owned(),
+            partitions: options.partitions,
+            epoch,
+            retention: options.retention,
+            durability: options.durability,
+            created: now,
+        };
+        *next_id += 1;
+        t.streams.insert(name, encode(&meta).as_slice())?;
+        let parts = vec![PartState::default(); options.partitions as usize];
+        for p in 0..options.partitions {
+            t.partitions.insert((meta.id, p), (0, 0, 0, 0))?;
+        }
+        events.push(StreamEvent::Created {
+            meta: meta.clone(),
+            parts: parts.clone(),
+        });
+        self.names.insert(meta.id, name.to_owned());
+        self.by_name.insert(
+            name.to_owned(),
+            Entry {
+                meta: meta.clone(),
+                parts,
+                round_robin: 0,
+            },
+        );
+        Ok(meta)
+    }
+
+    /// Whether a stream exists.
+    pub fn exists(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
+    /// Appends one record. A repeated idempotency key within its window answers the original
+    /// position and writes nothing.
+    #[allow(clippy::too_many_arguments)]
+    pub fn append(
+        &mut self,
+        t: &mut StreamTables<'_>,
+        name: &str,
+        record: NewRecord,
+        idempotency_key: Option<&str>,
+        now: u64,
+        dedup_window_ms: u64,
+        dirty: &mut BTreeSet<(u64, u32)>,
+        events: &mut Vec<StreamEvent>,
+    ) -> Result<Appended, OpError> {
+        let entry = self
+            .by_name
+            .get_mut(name)
+            .ok_or_else(|| OpError::NotFound(format!("no stream named {name}")))?;
+        let id = entry.meta.id;
+        if let Some(key) = idempotency_key
+            && let Some(found) = t.dedup.get((id, key))?
+        {
+            let (answer, expires) = found.value();
+            if expires > now {
+                return decode(answer);
+            }
+        }
+        let partitions = entry.meta.partitions;
+        let partition = match &record.key {
+            Some(key) => partition_for_key(key, partitions),
+            None => {
+                entry.round_robin = entry.round_robin.wrapping_add(1);
+                entry.round_robin % partitions
+            }
+        };
+        let part = &mut entry.parts[partition as usize];
+        let timestamp = now.max(part.last_ts);
+        let offset = part.high;
+        let stored = encode(&Record {
+            offset,
+            timestamp,
+            key: record.key,
+            headers: record.headers,
+            data: record.data,
+        });
+        t.records
+            .insert((id, partition, offset), stored.as_slice())?;
+        if offset % TIME_INDEX_EVERY == 0 || offset == part.low {
+            t.times.insert((id, partition, timestamp, offset), ())?;
+        }
+        part.high += 1;
+        part.bytes += stored.len() as u64;
+        part.last_ts = timestamp;
+        dirty.insert((id, partition));
+        let appended = Appended {
+            partition,
+            offset,
+            timestamp,
+        };
+        if let Some(key) = idempotency_key {
+            let expires = now.saturating_add(dedup_window_ms);
+            t.dedup
+                .insert((id, key), (encode(&appended).as_slice(), expires))?;
+            t.dedup_expiry.insert((expires, id, key), ())?;
+        }
+        events.push(StreamEvent::Appended {
+            stream: id,
+            partition,
+            offset,
+            record: Bytes::from(stored),
+        });
+        Ok(appended)
+    }
+
+    /// Writes the partition rows changed in this batch.
+    pub fn flush_dirty(
+        &self,
+        t: &mut StreamTables<'_>,
+        dirty: &BTreeSet<(u64, u32)>,
+    ) -> Result<(), OpError> {
+        for &(id, p) in dirty {
+            let Some(name) = self.names.get(&id) else {
+                continue;
+            };
+            let Some(entry) = self.by_name.get(name) else {
+                continue;
+            };
+            let s = entry.parts[p as usize];
+            t.partitions
+                .insert((id, p), (s.low, s.high, s.bytes, s.last_ts))?;
+        }
+        Ok(())
+    }
+
+    /// Stores a group's committed offset.
+    pub fn commit(
+        &self,
+        t: &mut StreamTables<'_>,
+        name: &str,
+        group: &str,
+        partition: u32,
+        offset: u64,
+        generation: u64,
+    ) -> Result<(), OpError> {
+        let entry = self
+            .by_name
+            .get(name)
+            .ok_or_else(|| OpError::NotFound(format!("no stream named {name}")))?;
+        let part = entry.parts.get(partition as usize).ok_or_else(|| {
+            OpError::Invalid(format!("stream {name} has no partition {partition}"))
+        })?;
+        if offset > part.high {
+            return Err(OpError::OutOfRange {
+                message: format!("offset {offset} is past the high watermark {}", part.high),
+                low: part.low,
+            });
+        }
+        t.groups
+            .insert((entry.meta.id, group, partition), (offset, generation))?;
+        Ok(())
+    }
+
+    /// Removes records below `below` (at most `max` of them) from one partition.
+    #[allow(clippy::too_many_arguments)]
+    pub fn trim(
+        &mut self,
+        t: &mut StreamTables<'_>,
+        stream: u64,
+        partition: u32,
+        below: u64,
+        max: u64,
+        dirty: &mut BTreeSet<(u64, u32)>,
+        events: &mut Vec<StreamEvent>,
+    ) -> Result<u64, OpError> {
+        let Some(name) = self.names.get(&stream) else {
+            return Ok(0);
+        };
+        let Some(entry) = self.by_name.get_mut(name) else {
+            return Ok(0);
+        };
+        let Some(part) = entry.parts.get_mut(partition as usize) else {
+            return Ok(0);
+        };
+        let new_low = below.min(part.high).min(part.low.saturating_add(max));
+        if new_low <= part.low {
+            return Ok(0);
+        }
+        let mut freed = 0u64;
+        t.records.retain_in(
+            (stream, partition, part.low)..(stream, partition, new_low),
+            |_, v| {
+                freed += v.len() as u64;
+                false
+            },
+        )?;
+        t.times.retain_in(
+            (stream, partition, 0, 0)..=(stream, partition, u64::MAX, u64::MAX),
+            |(_, _, _, offset), _| offset >= new_low,
+        )?;
+        let removed = new_low - part.low;
+        part.low = new_low;
+        part.bytes = part.bytes.saturating_sub(freed);
+        dirty.insert((stream, partition));
+        events.push(StreamEvent::Trimmed {
+            stream,
+            partition,
+            low: new_low,
+            bytes: part.bytes,
+        });
+        Ok(removed)
+    }
+
+    /// Deletes a stream and everything stored for it.
+    pub fn delete(
+        &mut self,
+        t: &mut StreamTables<'_>,
+        name: &str,
+        events: &mut Vec<StreamEvent>,
+    ) -> Result<(), OpError> {
+        let entry = self
+            .by_name
+            .remove(name)
+            .ok_or_else(|| OpError::NotFound(format!("no stream named {name}")))?;
+        let id = entry.meta.id;
+        self.names.remove(&id);
+        t.streams.remove(name)?;
+        for p in 0..entry.meta.partitions {
+            t.partitions.remove((id, p))?;
+        }
+        t.records
+            .retain_in((id, 0, 0)..=(id, u32::MAX, u64::MAX), |_, _| false)?;
+        t.times.retain_in(
+            (id, 0, 0, 0)..=(id, u32::MAX, u64::MAX, u64::MAX),
+            |_, _| false,
+        )?;
+        t.groups
+            .retain_in((id, "", 0)..(id + 1, "", 0), |_, _| false)?;
+        t.dedup.retain_in((id, "")..(id + 1, ""), |_, _| false)?;
+        events.push(StreamEvent::Deleted {
+            stream: id,
+            name: name.to_owned(),
+        });
+        Ok(())
+    }
+}
+
+/// Removes dedup entries that expired at or before `now`, at most `max`. Returns how many.
+pub fn expire_dedup(t: &mut StreamTables<'_>, now: u64, max: usize) -> Result<usize, OpError> {
+    let mut expired = Vec::new();
+    for row in t
+        .dedup_expiry
+        .range((0, 0, "")..(now.saturating_add(1), 0, ""))?
+    {
+        let (key, _) = row?;
+        let (expires, scope, idem) = key.value();
+        expired.push((expires, scope, idem.to_owned()));
+        if expired.len() >= max {
+            break;
+        }
+    }
+    for (expires, scope, idem) in &expired {
+        t.dedup_expiry.remove((*expires, *scope, idem.as_str()))?;
+        let current = t.dedup.get((*scope, idem.as_str()))?.map(|v| v.value().1);
+        if current == Some(*expires) {
+            t.dedup.remove((*scope, idem.as_str()))?;
+        }
+    }
+    Ok(expired.len())
+}
+
+/// Reads up to `max` stored records (and about `max_bytes`) of one partition from `from` on.
+///
+/// # Errors
+/// redb fails.
+pub fn read_records(
+    txn: &ReadTransaction,
+    stream: u64,
+    partition: u32,
+    from: u64,
+    max: usize,
+    max_bytes: usize,
+) -> Result<Vec<(u64, Bytes)>, OpError> {
+    let records = txn.open_table(RECORDS)?;
+    let mut out = Vec::with_capacity(max.min(4096));
+    let mut bytes = 0;
+    for row in records.range((stream, partition, from)..=(stream, partition, u64::MAX))? {
+        let (key, value) = row?;
+        let value = value.value();
+        bytes += value.len();
+        out.push((key.value().2, Bytes::copy_from_slice(value)));
+        if out.len() >= max || bytes >= max_bytes {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The first offset in `[low, high)` whose record has a timestamp at or after `time`, or
+/// `high` if there is none: one index seek, then at most [`TIME_INDEX_EVERY`] records.
+///
+/// # Errors
+/// redb fails or a record cannot be decoded.
+pub fn offset_for_time(
+    txn: &ReadTransaction,
+    stream: u64,
+    partition: u32,
+    time: u64,
+    low: u64,
+    high: u64,
+) -> Result<u64, OpError> {
+    let times = txn.open_table(RECORD_TIMES)?;
+    let start = match times
+        .range((stream, partition, 0, 0)..(stream, partition, time, 0))?
+        .next_back()
+    {
+        Some(row) => row?.0.value().3.max(low),
+        None => low,
+    };
+    let records = txn.open_table(RECORDS)?;
+    for row in records.range((stream, partition, start)..(stream, partition, high))? {
+        let (key, value) = row?;
+        let record: RecordTime = decode(value.value())?;
+        if record.timestamp >= time {
+            return Ok(key.value().2);
+        }
+    }
+    Ok(high)
+}
+
+/// Just the timestamp of a stored record.
+#[derive(Deserialize)]
+struct RecordTime {
+    timestamp: u64,
+}
+
+/// The offset below which records must go so the partition holds at most `max_bytes`.
+///
+/// # Errors
+/// redb fails.
+pub fn offset_for_bytes(
+    txn: &ReadTransaction,
+    stream: u64,
+    partition: u32,
+    part: PartState,
+    max_bytes: u64,
+) -> Result<u64, OpError> {
+    let mut excess = part.bytes.saturating_sub(max_bytes);
+    if excess == 0 {
+        return Ok(part.low);
+    }
+    let records = txn.open_table(RECORDS)?;
+    for row in records.range((stream, partition, part.low)..(stream, partition, part.high))? {
+        let (key, value) = row?;
+        let len = value.value().len() as u64;
+        if excess == 0 {
+            return Ok(key.value().2);
+        }
+        excess = excess.saturating_sub(len);
+    }
+    Ok(part.high)
+}
+
+/// Every committed offset of a stream's groups: (group, partition, offset, generation).
+///
+/// # Errors
+/// redb fails.
+pub fn group_offsets(
+    txn: &ReadTransaction,
+    stream: u64,
+) -> Result<Vec<(String, u32, u64, u64)>, OpError> {
+    let groups = txn.open_table(GROUP_OFFSETS)?;
+    let mut out = Vec::new();
+    for row in groups.range((stream, "", 0)..(stream + 1, "", 0))? {
+        let (key, value) = row?;
+        let (_, group, partition) = key.value();
+        let (offset, generation) = value.value();
+        out.push((group.to_owned(), partition, offset, generation));
+    }
+    Ok(out)
+}
