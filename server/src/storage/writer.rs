@@ -17,8 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase};
+use std::sync::mpsc;
 use switchboard_protocol::streams::Durability;
-use tokio::sync::{mpsc, oneshot};
+
+use tokio::sync::oneshot;
 
 use super::streams::{
     Appended, NewRecord, StreamEvent, StreamMeta, StreamOptions, StreamTables, StreamsState,
@@ -100,7 +102,7 @@ struct Job {
 /// A handle to the writer thread. Cloning shares it; the thread ends when every handle is gone.
 #[derive(Clone)]
 pub struct Writer {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::SyncSender<Job>,
     thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
@@ -118,8 +120,7 @@ impl Writer {
         let db = storage.database();
         let state = load(&db)?;
         let snapshot = state.streams.snapshot();
-        let (tx, rx) = mpsc::channel(CHANNEL);
-        let runtime = tokio::runtime::Handle::try_current().ok();
+        let (tx, rx) = mpsc::sync_channel(CHANNEL);
         let thread = std::thread::Builder::new()
             .name("switchboard-writer".into())
             .spawn(move || {
@@ -130,7 +131,6 @@ impl Writer {
                     config,
                     clock,
                     listener,
-                    runtime,
                 };
                 thread.run();
             })
@@ -161,10 +161,18 @@ impl Writer {
     /// [`OpError::Closed`] if the writer has stopped.
     pub async fn submit(&self, op: WriteOp) -> Result<WriteResult, OpError> {
         let (done, wait) = oneshot::channel();
-        self.tx
-            .send(Job { op, done })
-            .await
-            .map_err(|_| OpError::Closed)?;
+        match self.tx.try_send(Job { op, done }) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(job)) => {
+                // The writer is behind: wait for room on a blocking thread, not on the runtime.
+                let tx = self.tx.clone();
+                let sent = tokio::task::spawn_blocking(move || tx.send(job).is_ok()).await;
+                if !matches!(sent, Ok(true)) {
+                    return Err(OpError::Closed);
+                }
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => return Err(OpError::Closed),
+        }
         wait.await.map_err(|_| OpError::Closed)?
     }
 }
@@ -192,7 +200,6 @@ struct WriterThread {
     config: WriterConfig,
     clock: SharedClock,
     listener: StreamListener,
-    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl WriterThread {
@@ -201,16 +208,16 @@ impl WriterThread {
         let mut sync_every = Duration::MAX;
         loop {
             let first = match unsynced {
-                None => match self.rx.blocking_recv() {
-                    Some(job) => job,
-                    None => break,
+                None => match self.rx.recv() {
+                    Ok(job) => job,
+                    Err(_) => break,
                 },
                 Some(since) => {
                     let left = sync_every.saturating_sub(since.elapsed());
-                    match self.recv_timeout(left) {
-                        Recv::Job(job) => job,
-                        Recv::Closed => break,
-                        Recv::Timeout => {
+                    match self.rx.recv_timeout(left) {
+                        Ok(job) => job,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
                             if self.sync().is_ok() {
                                 unsynced = None;
                                 sync_every = Duration::MAX;
@@ -249,20 +256,6 @@ impl WriterThread {
         }
         if unsynced.is_some() {
             let _ = self.sync();
-        }
-    }
-
-    fn recv_timeout(&mut self, wait: Duration) -> Recv {
-        let Some(runtime) = self.runtime.clone() else {
-            return match self.rx.blocking_recv() {
-                Some(job) => Recv::Job(job),
-                None => Recv::Closed,
-            };
-        };
-        match runtime.block_on(tokio::time::timeout(wait, self.rx.recv())) {
-            Ok(Some(job)) => Recv::Job(job),
-            Ok(None) => Recv::Closed,
-            Err(_) => Recv::Timeout,
         }
     }
 
@@ -445,12 +438,6 @@ impl WriterThread {
             WriteOp::Stop => Ok(WriteResult::Done),
         }
     }
-}
-
-enum Recv {
-    Job(Job),
-    Timeout,
-    Closed,
 }
 
 /// A random 64-bit value (stream epochs), from the standard library's randomly seeded hasher.

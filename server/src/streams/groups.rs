@@ -158,6 +158,19 @@ impl Groups {
         all.get(key).map(|g| g.members.len() as u32).unwrap_or(0)
     }
 
+    /// Ids of members whose session ended and who still hold their partitions.
+    pub fn disconnected_members(&self) -> Vec<String> {
+        let all = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        all.values()
+            .flat_map(|g| {
+                g.members
+                    .iter()
+                    .filter(|(_, m)| m.left_at.is_some())
+                    .map(|(id, _)| id.clone())
+            })
+            .collect()
+    }
+
     /// Every group name of a stream with live members.
     pub fn names(&self, stream: u64) -> Vec<String> {
         let all = self.inner.lock().unwrap_or_else(|p| p.into_inner());
