@@ -80,6 +80,16 @@ impl RawClient {
         }
     }
 
+    /// Sends a frame; false if the socket is gone (for tests that kill the hub).
+    pub async fn try_send(&mut self, frame: &ClientFrame) -> bool {
+        let bytes = codec::encode(frame, self.format).expect("encode");
+        let message = match self.format {
+            Format::MsgPack => Message::Binary(bytes.into()),
+            Format::Json => Message::Text(String::from_utf8(bytes).expect("utf8").into()),
+        };
+        self.ws.send(message).await.is_ok()
+    }
+
     /// Sends arbitrary bytes as a binary message.
     pub async fn send_binary(&mut self, bytes: Vec<u8>) {
         self.ws
