@@ -2,11 +2,12 @@
 //!
 //! # Layout
 //! - [`core`]: the sans-I/O client state machine ([`ClientCore`]): sessions, requests matched by
-//!   id, timeouts, reconnect with backoff, subscriptions and their restoration, keep-alive. It
+//!   id, timeouts, reconnect with backoff, subscriptions and their restoration, keep-alive,
+//!   stream appends with idempotency keys, and stream readers with credit and exact resume. It
 //!   has no runtime or socket dependency and builds for `wasm32-unknown-unknown`.
 //! - `native` (feature `native`, not on wasm32): the tokio + tokio-tungstenite transport —
-//!   [`connect`], [`Client`], [`Subscription`], [`ClientOptions`] — one driver task per client
-//!   running the core.
+//!   [`connect`], [`Client`], [`Subscription`], [`Reader`], [`ClientOptions`] — one driver task
+//!   per client running the core.
 //!
 //! A browser binding drives the same core over a web-sys `WebSocket`; see [`core`] for the
 //! contract a transport follows.
@@ -14,8 +15,12 @@
 pub mod core;
 
 pub use crate::core::{
-    ClientCore, ClientError, ClientNotice, Completion, ConnectionState, CoreConfig, Message, OpId,
-    Output, SocketId, SubId,
+    AppendOptions, Appended, ClientCore, ClientError, ClientNotice, Completion, ConnectionState,
+    CoreConfig, DEFAULT_CREDIT, Message, OpId, Output, ReadOptions, ReaderEvent, ReaderId,
+    SocketId, StreamOptions, StreamRecord, SubId,
+};
+pub use switchboard_protocol::streams::{
+    Durability, PartitionOffset, ReadFrom, Retention, StreamDescription, StreamInfo,
 };
 pub use switchboard_protocol::{ErrorCode, Headers, Payload};
 
@@ -27,4 +32,4 @@ pub use switchboard_protocol as protocol;
 mod native;
 
 #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
-pub use native::{Client, ClientOptions, Subscription, connect};
+pub use native::{Client, ClientOptions, Reader, Subscription, connect};

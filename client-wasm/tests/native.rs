@@ -4,133 +4,16 @@
 // Helpers outside `#[test]` functions: a panic there is how a test reports failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod fake_hub;
+
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use fake_hub::{FakeHub, WAIT, options};
 use switchboard_client::{
     ClientError, ClientNotice, ClientOptions, ConnectionState, ErrorCode, Headers, connect,
 };
-use switchboard_protocol::codec::{self, Format};
-use switchboard_protocol::frame::{
-    ClientFrame, Deliver, ErrorFrame, Hello, Notice, Reply, ReplyBody, ServerFrame, Welcome,
-};
-use switchboard_protocol::{Limits, Payload};
-use tokio::net::{TcpListener, TcpStream};
+use switchboard_protocol::frame::{ClientFrame, ErrorFrame, Notice, ReplyBody, ServerFrame};
 use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::{WebSocketStream, accept_async};
-
-const WAIT: Duration = Duration::from_secs(5);
-
-/// A listener whose connections the test scripts frame by frame.
-struct FakeHub {
-    listener: TcpListener,
-    url: String,
-}
-
-impl FakeHub {
-    async fn start() -> FakeHub {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("ws://{}/ws", listener.local_addr().unwrap());
-        FakeHub { listener, url }
-    }
-
-    async fn accept(&self) -> Conn {
-        let (tcp, _) = timeout(WAIT, self.listener.accept())
-            .await
-            .unwrap()
-            .unwrap();
-        Conn {
-            ws: accept_async(tcp).await.unwrap(),
-        }
-    }
-}
-
-struct Conn {
-    ws: WebSocketStream<TcpStream>,
-}
-
-impl Conn {
-    /// The next client frame; `None` when the client closed the socket (with the close code).
-    async fn recv(&mut self) -> Result<ClientFrame, Option<u16>> {
-        loop {
-            match timeout(WAIT, self.ws.next())
-                .await
-                .expect("client went quiet")
-            {
-                Some(Ok(Message::Binary(b))) => {
-                    return Ok(codec::decode_client(&b, Format::MsgPack).unwrap());
-                }
-                Some(Ok(Message::Close(frame))) => return Err(frame.map(|f| f.code.into())),
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => return Err(None),
-            }
-        }
-    }
-
-    async fn frame(&mut self) -> ClientFrame {
-        self.recv().await.expect("a frame, not a close")
-    }
-
-    async fn send(&mut self, frame: ServerFrame) {
-        let bytes = codec::encode(&frame, Format::MsgPack).unwrap();
-        self.ws.send(Message::Binary(bytes.into())).await.unwrap();
-    }
-
-    async fn welcome(&mut self, session: u64) -> Hello {
-        let ClientFrame::Hello(hello) = self.frame().await else {
-            panic!("hello should come first");
-        };
-        self.send(ServerFrame::Welcome(Welcome {
-            session,
-            server: "fake".into(),
-            protocol: 1,
-            limits: Limits::default(),
-        }))
-        .await;
-        hello
-    }
-
-    async fn ok(&mut self, id: u64, result: Option<ReplyBody>) {
-        self.send(ServerFrame::Ok(Reply { id, result })).await;
-    }
-
-    /// Answers the next frame, which must be a `subscribe`, and returns its pattern.
-    async fn ack_subscribe(&mut self) -> String {
-        let ClientFrame::Subscribe(s) = self.frame().await else {
-            panic!("expected subscribe");
-        };
-        self.ok(s.id, None).await;
-        s.pattern
-    }
-
-    async fn deliver(&mut self, topic: &str, data: &str) {
-        self.send(ServerFrame::Deliver(Deliver {
-            topic: topic.into(),
-            data: Payload::from(data),
-            headers: Headers::new(),
-        }))
-        .await;
-    }
-
-    async fn close(&mut self, code: u16) {
-        let frame = CloseFrame {
-            code: code.into(),
-            reason: "".into(),
-        };
-        let _ = self.ws.close(Some(frame)).await;
-    }
-}
-
-fn options() -> ClientOptions {
-    ClientOptions {
-        request_timeout: Duration::from_secs(2),
-        min_delay: Duration::from_millis(10),
-        max_delay: Duration::from_millis(50),
-        ..ClientOptions::default()
-    }
-}
 
 #[tokio::test]
 async fn connect_should_resolve_after_welcome_with_the_session_id() {

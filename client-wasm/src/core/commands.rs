@@ -91,7 +91,7 @@ impl ClientCore {
 
     /// Whether one more operation may be accepted: the client is open, and if the operation
     /// would have to wait, the wait line is not full.
-    fn admit(&self) -> Result<(), ClientError> {
+    pub(super) fn admit(&self) -> Result<(), ClientError> {
         if self.state == ConnectionState::Closed {
             return Err(self.closed_error());
         }
@@ -100,7 +100,7 @@ impl ClientCore {
                 && self.requests.queued() == 0
                 && self.requests.in_flight() < (l.max_in_flight as usize).max(1)
         });
-        let waiting = self.requests.queued() + self.subs.pending();
+        let waiting = self.requests.queued() + self.subs.pending() + self.readers.waiting();
         if !has_room && waiting >= self.config.max_pending {
             return Err(ClientError::backlogged(self.config.max_pending));
         }

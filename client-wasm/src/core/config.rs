@@ -30,6 +30,12 @@ pub struct CoreConfig {
     /// Seed of the jitter generator. Give each client a different one so that many clients
     /// dropped at once do not reconnect in lockstep.
     pub seed: u64,
+    /// 32 bytes from the platform's random source (the OS, `crypto.getRandomValues`), seeding
+    /// the generator of append idempotency keys. They must differ between clients: two clients
+    /// with the same entropy make the same keys, and the hub would answer one client's append
+    /// with the other's record. Without it (`None`, the default) an append must carry the
+    /// caller's own key and fails with `invalid_argument` otherwise.
+    pub entropy: Option<[u8; 32]>,
 }
 
 impl Default for CoreConfig {
@@ -45,6 +51,7 @@ impl Default for CoreConfig {
             max_delay_ms: 10_000,
             max_pending: 10_000,
             seed: 0x5EED_5EED_5EED_5EED,
+            entropy: None,
         }
     }
 }

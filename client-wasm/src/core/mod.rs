@@ -11,10 +11,14 @@
 //!    [`ClientCore::on_frame`], [`ClientCore::on_activity`] (a WebSocket ping or pong arrived),
 //!    [`ClientCore::on_tick`] (a deadline passed), and application commands
 //!    ([`ClientCore::publish`], [`ClientCore::subscribe`], [`ClientCore::unsubscribe`],
-//!    [`ClientCore::ping`], [`ClientCore::close`]), each returning the id its
-//!    [`Completion`] will carry.
+//!    [`ClientCore::ping`], [`ClientCore::close`], and for streams
+//!    [`ClientCore::create_stream`], [`ClientCore::append`], [`ClientCore::read`],
+//!    [`ClientCore::commit_record`], [`ClientCore::close_reader`], ...), each returning the id
+//!    its [`Completion`] will carry. When the application has consumed records a reader
+//!    delivered, say so with [`ClientCore::reader_consumed`]: that is what returns credit.
 //! 2. Drain [`ClientCore::poll_output`] and act on every [`Output`] in order: open or close
-//!    sockets, send frames, complete operations, deliver messages, report state and notices.
+//!    sockets, send frames, complete operations, deliver messages and reader events, report
+//!    state and notices.
 //! 3. Sleep until [`ClientCore::next_deadline`] (or the next event) and call `on_tick`.
 //!
 //! The core asks for at most one socket at a time and always emits [`Output::CloseSocket`] for
@@ -29,6 +33,7 @@ mod output;
 mod replies;
 mod requests;
 mod session;
+mod streams;
 mod subscriptions;
 
 #[cfg(test)]
@@ -44,11 +49,14 @@ use switchboard_protocol::{ErrorCode, Limits};
 pub use config::CoreConfig;
 pub use error::ClientError;
 pub use output::{
-    ClientNotice, Completion, ConnectionState, Message, OpId, Output, SocketId, SubId,
+    ClientNotice, Completion, ConnectionState, Message, OpId, Output, ReaderEvent, ReaderId,
+    SocketId, StreamRecord, SubId,
 };
+pub use streams::{AppendOptions, Appended, DEFAULT_CREDIT, ReadOptions, StreamOptions};
 
 use backoff::{Backoff, Rng};
 use requests::Requests;
+use streams::{IdempotencyKeys, Readers};
 use subscriptions::Subscriptions;
 
 /// How far the current socket has got.
@@ -99,6 +107,9 @@ pub struct ClientCore {
     close_reason: Option<ClientError>,
     requests: Requests,
     subs: Subscriptions,
+    readers: Readers,
+    /// `None` when the transport gave no entropy: appends then need the caller's key.
+    keys: Option<IdempotencyKeys>,
     last_op: OpId,
 }
 
@@ -107,6 +118,7 @@ impl ClientCore {
     pub fn new(config: CoreConfig, now_ms: u64) -> Self {
         let mut core = ClientCore {
             rng: Rng::new(config.seed),
+            keys: config.entropy.map(IdempotencyKeys::new),
             backoff: Backoff::new(config.min_delay_ms, config.max_delay_ms),
             config,
             state: ConnectionState::Connecting,
@@ -122,6 +134,7 @@ impl ClientCore {
             close_reason: None,
             requests: Requests::default(),
             subs: Subscriptions::default(),
+            readers: Readers::default(),
             last_op: 0,
         };
         core.open_socket(now_ms);
@@ -151,6 +164,7 @@ impl ClientCore {
         [
             self.requests.next_deadline(),
             self.subs.next_deadline(),
+            self.readers.next_deadline(),
             self.reconnect_at,
             self.socket.and_then(|s| s.deadline),
             liveness,
@@ -190,7 +204,7 @@ impl ClientCore {
     /// flight.
     pub fn pending(&self) -> (usize, usize) {
         (
-            self.requests.queued() + self.subs.pending(),
+            self.requests.queued() + self.subs.pending() + self.readers.waiting(),
             self.requests.in_flight(),
         )
     }

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use switchboard_protocol::frame::ReplyBody;
 use switchboard_protocol::payload::Headers;
+use switchboard_protocol::streams::PartitionOffset;
 
 use super::error::ClientError;
 
@@ -15,6 +16,10 @@ pub type OpId = u64;
 
 /// Identifies one local subscription: the [`OpId`] of the `subscribe` call that created it.
 pub type SubId = u64;
+
+/// Identifies one reader: the [`OpId`] of the `read` call that created it. It stays the same
+/// across reconnects, while the hub's id for the reader changes with every session.
+pub type ReaderId = u64;
 
 /// The connection state reported to the application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -59,9 +64,45 @@ pub struct Message {
     pub headers: Headers,
 }
 
+/// A stream record delivered to a reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamRecord {
+    pub stream: String,
+    pub partition: u32,
+    pub offset: u64,
+    /// Milliseconds since the Unix epoch, assigned by the hub.
+    pub timestamp: u64,
+    pub key: Option<String>,
+    pub headers: Headers,
+    pub data: Bytes,
+}
+
+/// Something that happened to a reader the application holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReaderEvent {
+    /// Records in offset order within their partition (one partition per event). The
+    /// transport reports each one consumed with [`super::ClientCore::reader_consumed`], in the
+    /// order delivered; until then it counts against the reader's credit window.
+    Records(Vec<StreamRecord>),
+    /// Group readers: partitions newly assigned, with the offset reading starts at.
+    Assigned {
+        generation: u64,
+        partitions: Vec<PartitionOffset>,
+    },
+    /// Group readers: partitions taken away; records of them still buffered may be consumed,
+    /// but no longer committed.
+    Revoked { partitions: Vec<u32> },
+    /// The reader was restored on a new session, resuming where it was.
+    Resumed { epoch: u64, member: Option<String> },
+    /// The reader ended: closed with the client (`None`), or on an error — the stream was
+    /// deleted or recreated, its position fell below retention, or the hub broke the order of
+    /// records. Nothing follows.
+    Ended { error: Option<ClientError> },
+}
+
 /// The end of one operation. `Ok` carries the hub's reply body for operations that have one
-/// (`publish`: [`ReplyBody::Published`]); a successful `subscribe` carries `None` and its
-/// [`SubId`] is its op id.
+/// (`publish`: [`ReplyBody::Published`], `read`: [`ReplyBody::ReadStarted`], ...); a successful
+/// `subscribe` carries `None` and its [`SubId`] is its op id, as a `read`'s [`ReaderId`] is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
     pub op: OpId,
@@ -92,6 +133,11 @@ pub enum Output {
     SubscriptionClosed {
         sub: SubId,
         error: Option<ClientError>,
+    },
+    /// Something happened to a reader.
+    Reader {
+        reader: ReaderId,
+        event: ReaderEvent,
     },
     /// The connection state changed.
     State(ConnectionState),

@@ -36,22 +36,42 @@ impl ClientCore {
             }
             // Before `welcome` nothing else is meaningful, and a second `welcome` is a hub bug.
             (Phase::Opening | Phase::AwaitingWelcome, _) | (_, ServerFrame::Welcome(_)) => {}
-            (Phase::Ready, ServerFrame::Ok(reply)) => self.on_reply(reply.id, Ok(reply.result)),
+            (Phase::Ready, ServerFrame::Ok(reply)) => {
+                self.on_reply(now_ms, reply.id, Ok(reply.result));
+            }
             (Phase::Ready, ServerFrame::Error(e)) => {
                 let id = e.id.unwrap_or_default();
-                self.on_reply(id, Err(e.into()));
+                self.on_reply(now_ms, id, Err(e.into()));
             }
             (Phase::Ready, ServerFrame::Deliver(deliver)) => self.on_deliver(deliver),
             (Phase::Ready, ServerFrame::Notice(notice)) => self.on_notice(notice),
+            (Phase::Ready, ServerFrame::Records(records)) => self.on_records(now_ms, records),
+            (Phase::Ready, ServerFrame::Assigned(assigned)) => {
+                self.on_assigned(now_ms, assigned);
+            }
+            (Phase::Ready, ServerFrame::Revoked(revoked)) => self.on_revoked(revoked),
+            (Phase::Ready, ServerFrame::ReaderClosed(closed)) => {
+                self.on_reader_closed(now_ms, closed);
+            }
+            // This client starts no queue consumers, so a hub sends it none of their frames;
+            // naming them keeps this match exhaustive for frames added later.
+            (Phase::Ready, ServerFrame::Task(_) | ServerFrame::ConsumerClosed(_)) => {}
         }
         self.pump();
     }
 
-    fn on_reply(&mut self, id: u64, result: Result<Option<ReplyBody>, ClientError>) {
-        // Unknown ids are answers to requests that already timed out: nobody waits for them.
+    fn on_reply(&mut self, now_ms: u64, id: u64, result: Result<Option<ReplyBody>, ClientError>) {
+        // Unknown ids are answers to requests that already timed out: nobody waits for them,
+        // but a reader such an answer started must not run on unread.
         let Some(request) = self.requests.take(id) else {
+            if self.readers.take_abandoned(id) {
+                self.on_abandoned_read(now_ms, &result);
+            }
             return;
         };
+        if let Purpose::Read { reader } = request.purpose {
+            return self.on_read_reply(now_ms, id, reader, result);
+        }
         match result {
             Ok(body) => self.succeed_request(id, request, body),
             Err(error) => self.fail_request(id, request, error),
@@ -60,6 +80,8 @@ impl ClientCore {
 
     fn succeed_request(&mut self, id: u64, request: Request, body: Option<ReplyBody>) {
         match request.purpose {
+            // The hub no longer has the reader either way.
+            Purpose::CloseReader { op: Some(op) } => self.complete(op, Ok(None)),
             Purpose::Op(op) | Purpose::Unsubscribe { op: Some(op), .. } => {
                 self.complete(op, Ok(body));
             }
@@ -83,13 +105,18 @@ impl ClientCore {
                     self.liveness = None;
                 }
             }
-            Purpose::Unsubscribe { op: None, .. } => {}
+            Purpose::Unsubscribe { op: None, .. }
+            | Purpose::Read { .. }
+            | Purpose::Credit
+            | Purpose::CloseReader { op: None } => {}
         }
     }
 
     /// Settles a request that failed (the hub's error, or a local check before sending).
     pub(super) fn fail_request(&mut self, id: u64, request: Request, error: ClientError) {
         match request.purpose {
+            // A reader the hub does not know is as closed as one it just closed.
+            Purpose::CloseReader { op: Some(op) } => self.complete(op, Ok(None)),
             Purpose::Op(op) | Purpose::Unsubscribe { op: Some(op), .. } => {
                 self.complete(op, Err(error));
             }
@@ -120,13 +147,20 @@ impl ClientCore {
                     self.liveness = None;
                 }
             }
-            Purpose::Unsubscribe { op: None, .. } => {}
+            // A refused read can only come through `on_reply`, which hands it to the reader; a
+            // refused credit means the reader is gone, and `reader_closed` says why.
+            Purpose::Unsubscribe { op: None, .. }
+            | Purpose::Read { .. }
+            | Purpose::Credit
+            | Purpose::CloseReader { op: None } => {}
         }
     }
 
     pub(super) fn on_request_timeout(&mut self, now_ms: u64, id: u64, request: Request) {
         match request.purpose {
-            Purpose::Op(op) | Purpose::Unsubscribe { op: Some(op), .. } => {
+            Purpose::Op(op)
+            | Purpose::Unsubscribe { op: Some(op), .. }
+            | Purpose::CloseReader { op: Some(op) } => {
                 self.complete(op, Err(ClientError::timeout()));
             }
             Purpose::Subscribe { pattern } => {
@@ -148,7 +182,11 @@ impl ClientCore {
                 }
             }
             Purpose::Liveness => self.on_liveness_timeout(now_ms, id),
-            Purpose::Unsubscribe { op: None, .. } => {}
+            Purpose::Read { reader } => self.on_read_timeout(now_ms, id, reader, &request),
+            // Granting again could grant twice; the hub is slow, not forgetful.
+            Purpose::Unsubscribe { op: None, .. }
+            | Purpose::Credit
+            | Purpose::CloseReader { op: None } => {}
         }
     }
 

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
-use super::output::OpId;
+use super::output::{OpId, ReaderId};
 
 /// What happens to a request that was sent when its socket is lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +21,7 @@ pub(crate) enum OnDisconnect {
     /// newer requests, with the same id and deadline.
     Resend,
     /// Drop it: the state it was changing is restored as a whole after the next `welcome`
-    /// (subscriptions are re-sent from the desired set).
+    /// (subscriptions are re-sent from the desired set, readers are read again).
     Restore,
 }
 
@@ -37,6 +37,12 @@ pub(crate) enum Purpose {
     Unsubscribe { pattern: String, op: Option<OpId> },
     /// The core's own keep-alive ping.
     Liveness,
+    /// A reader's `read` on the current session: its first or a restore.
+    Read { reader: ReaderId },
+    /// Credit for a reader; nobody waits for the answer.
+    Credit,
+    /// Stopping a hub reader; `op` is the application's `close_reader`, if it waits.
+    CloseReader { op: Option<OpId> },
 }
 
 /// One request: its encoded frame and what to do with its answer.

@@ -92,8 +92,10 @@ impl ClientCore {
         self.backoff.reset();
         self.last_received = now_ms;
         self.set_state(ConnectionState::Connected);
-        // Restore the desired set before anything queued goes out, so a publish queued while
-        // disconnected cannot overtake the subscriptions the application already holds.
+        // Restore the desired set and then the readers before anything queued goes out, so a
+        // publish queued while disconnected cannot overtake the subscriptions the application
+        // already holds. Both go to the front: readers first, subscriptions ahead of them.
+        self.restore_readers(now_ms);
         for pattern in self.subs.desired().into_iter().rev() {
             let id = self.enqueue_subscribe(now_ms, &pattern, true);
             if let Some(state) = self.subs.pattern_mut(&pattern) {
@@ -154,14 +156,22 @@ impl ClientCore {
         for (_, request) in removed {
             match request.purpose {
                 Purpose::Op(op) => self.complete(op, Err(ClientError::disconnected(detail))),
-                // The new session starts without the pattern, which is what was asked.
-                Purpose::Unsubscribe { op: Some(op), .. } => self.complete(op, Ok(None)),
+                // The new session starts without the pattern, or the reader, as was asked.
+                Purpose::Unsubscribe { op: Some(op), .. }
+                | Purpose::CloseReader { op: Some(op) } => {
+                    self.complete(op, Ok(None));
+                }
+                // Readers are read again after the next `welcome`.
                 Purpose::Unsubscribe { op: None, .. }
                 | Purpose::Subscribe { .. }
-                | Purpose::Liveness => {}
+                | Purpose::Liveness
+                | Purpose::Read { .. }
+                | Purpose::Credit
+                | Purpose::CloseReader { op: None } => {}
             }
         }
         self.subs.disconnect();
+        self.readers.disconnect();
         self.liveness = None;
         self.limits = None;
     }
@@ -213,9 +223,14 @@ impl ClientCore {
                 Purpose::Op(op) | Purpose::Unsubscribe { op: Some(op), .. } => {
                     self.complete(op, Err(error.clone()));
                 }
+                // The reader is gone with the client, which is what was asked.
+                Purpose::CloseReader { op: Some(op) } => self.complete(op, Ok(None)),
                 Purpose::Unsubscribe { op: None, .. }
                 | Purpose::Subscribe { .. }
-                | Purpose::Liveness => {}
+                | Purpose::Liveness
+                | Purpose::Read { .. }
+                | Purpose::Credit
+                | Purpose::CloseReader { op: None } => {}
             }
         }
         for (sub, local) in self.subs.drain() {
@@ -228,6 +243,7 @@ impl ClientCore {
                 self.complete(sub, Err(error.clone()));
             }
         }
+        self.end_readers(subscription_error, error);
     }
 
     /// A deadline passed: reconnect, give up on a socket, time out operations, or check that
@@ -256,6 +272,7 @@ impl ClientCore {
         while let Some(sub) = self.subs.expired(now_ms) {
             self.release(now_ms, sub, None, Some(ClientError::timeout()));
         }
+        self.on_reader_timers(now_ms);
         self.check_liveness(now_ms);
         self.pump();
     }

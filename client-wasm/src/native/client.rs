@@ -1,14 +1,22 @@
 //! The `Client` handle and `connect`: what applications call.
 
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use switchboard_protocol::{Headers, Payload};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use switchboard_protocol::frame::ReplyBody;
+use switchboard_protocol::streams::{StreamDescription, StreamInfo};
+use switchboard_protocol::{ErrorCode, Headers, Payload};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 
 use super::driver::Driver;
 use super::options::ClientOptions;
+use super::reader::Reader;
 use super::subscription::Subscription;
-use crate::core::{ClientError, ClientNotice, ConnectionState, SubId};
+use crate::core::{
+    AppendOptions, Appended, ClientCore, ClientError, ClientNotice, ConnectionState, OpId,
+    ReadOptions, ReaderId, StreamOptions, SubId,
+};
 
 /// Commands a handle can queue before it waits for the driver: enough to absorb bursts of
 /// publishes without letting a runaway producer grow memory without bound.
@@ -40,6 +48,53 @@ pub(crate) enum Command {
     Close {
         reply: oneshot::Sender<()>,
     },
+    /// Any core operation whose completion is the hub's reply body.
+    Call {
+        call: CoreCall,
+        reply: oneshot::Sender<Result<Option<ReplyBody>, ClientError>>,
+    },
+    Read {
+        stream: String,
+        options: ReadOptions,
+        reply: oneshot::Sender<Result<Reader, ClientError>>,
+    },
+    CloseReader {
+        reader: ReaderId,
+        reply: Option<oneshot::Sender<Result<(), ClientError>>>,
+    },
+}
+
+/// A core operation for the driver to start: given the core and the time, it returns the id
+/// of the operation whose completion answers the caller.
+pub(crate) struct CoreCall(Box<dyn CoreFn>);
+
+/// What a [`CoreCall`] holds.
+trait CoreFn: FnOnce(&mut ClientCore, u64) -> OpId + Send {}
+
+impl<F: FnOnce(&mut ClientCore, u64) -> OpId + Send> CoreFn for F {}
+
+impl CoreCall {
+    pub(crate) fn new(call: impl FnOnce(&mut ClientCore, u64) -> OpId + Send + 'static) -> Self {
+        CoreCall(Box::new(call))
+    }
+
+    pub(crate) fn run(self, core: &mut ClientCore, now_ms: u64) -> OpId {
+        (self.0)(core, now_ms)
+    }
+}
+
+impl fmt::Debug for CoreCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CoreCall")
+    }
+}
+
+/// The error for a reply body that does not fit the request: a hub bug, reported, not hidden.
+fn unexpected(body: Option<ReplyBody>) -> ClientError {
+    ClientError::new(
+        ErrorCode::Internal,
+        format!("unexpected answer from the hub: {body:?}"),
+    )
 }
 
 /// State the driver publishes for every handle to read.
@@ -50,6 +105,10 @@ pub(crate) struct Shared {
     pub(crate) session: Mutex<Option<u64>>,
     /// Why the driver stopped, for handles that call it afterwards.
     pub(crate) closed: Mutex<Option<ClientError>>,
+    /// Readers took records the driver has not reported to the core yet.
+    pub(crate) consumed: AtomicBool,
+    /// Wakes the driver to report them.
+    pub(crate) consumption: Notify,
 }
 
 impl Shared {
@@ -59,10 +118,17 @@ impl Shared {
             notices: broadcast::Sender::new(NOTICE_BUFFER),
             session: Mutex::new(None),
             closed: Mutex::new(None),
+            consumed: AtomicBool::new(false),
+            consumption: Notify::new(),
         }
     }
 
-    fn closed_error(&self) -> ClientError {
+    pub(crate) fn wake_for_consumption(&self) {
+        self.consumed.store(true, Ordering::Release);
+        self.consumption.notify_one();
+    }
+
+    pub(crate) fn closed_error(&self) -> ClientError {
         self.closed
             .lock()
             .ok()
@@ -156,6 +222,143 @@ impl Client {
         let pattern = pattern.to_owned();
         self.request(|reply| Command::Subscribe { pattern, reply })
             .await
+    }
+
+    /// Starts a core operation and waits for its reply body.
+    async fn call(
+        &self,
+        call: impl FnOnce(&mut ClientCore, u64) -> OpId + Send + 'static,
+    ) -> Result<Option<ReplyBody>, ClientError> {
+        let call = CoreCall::new(call);
+        self.request(|reply| Command::Call { call, reply }).await
+    }
+
+    /// Creates a stream, or confirms one that exists with the same options.
+    ///
+    /// # Errors
+    /// `invalid_name`, `already_exists` (it exists with other options), `invalid_argument`,
+    /// `backlogged`, `timeout`, `closed`, or the hub's error. It is resent after a reconnect.
+    pub async fn create_stream(
+        &self,
+        stream: &str,
+        options: StreamOptions,
+    ) -> Result<StreamInfo, ClientError> {
+        let stream = stream.to_owned();
+        match self
+            .call(move |core, now| core.create_stream(now, &stream, options))
+            .await?
+        {
+            Some(ReplyBody::Stream(info)) => Ok(info),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Appends a record (creating the stream with defaults if needed) and returns where it is,
+    /// once it is durable. The append carries an idempotency key — the caller's, or a random
+    /// one — and is resent with it after a reconnect, so it is written at most once.
+    ///
+    /// # Errors
+    /// `invalid_name`, `payload_too_large`, `frame_too_large`, `backlogged`, `timeout` (it may
+    /// still have been written: retry with your own `idempotency_key` to be sure), `closed`,
+    /// or the hub's error.
+    pub async fn append(
+        &self,
+        stream: &str,
+        data: impl Into<Payload>,
+        options: AppendOptions,
+    ) -> Result<Appended, ClientError> {
+        let stream = stream.to_owned();
+        let data = data.into();
+        match self
+            .call(move |core, now| core.append(now, &stream, data, options))
+            .await?
+        {
+            Some(ReplyBody::Appended {
+                partition,
+                offset,
+                timestamp,
+            }) => Ok(Appended {
+                partition,
+                offset,
+                timestamp,
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Starts a reader. It survives reconnects: each record arrives exactly once, in order
+    /// within its partition.
+    ///
+    /// # Errors
+    /// `invalid_name`, `invalid_argument` (a zero credit window), `not_found`,
+    /// `offset_out_of_range`, `backlogged`, `timeout`, `closed`, or the hub's error.
+    pub async fn read(&self, stream: &str, options: ReadOptions) -> Result<Reader, ClientError> {
+        let stream = stream.to_owned();
+        self.request(|reply| Command::Read {
+            stream,
+            options,
+            reply,
+        })
+        .await
+    }
+
+    /// Lists every stream.
+    ///
+    /// # Errors
+    /// `backlogged`, `timeout`, `closed`, or the hub's error.
+    pub async fn list_streams(&self) -> Result<Vec<StreamInfo>, ClientError> {
+        match self.call(|core, now| core.list_streams(now)).await? {
+            Some(ReplyBody::Streams { streams }) => Ok(streams),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Describes a stream: partitions with their watermarks and sizes, groups with their lag.
+    ///
+    /// # Errors
+    /// `invalid_name`, `not_found`, `backlogged`, `timeout`, `closed`, or the hub's error.
+    pub async fn describe_stream(&self, stream: &str) -> Result<StreamDescription, ClientError> {
+        let stream = stream.to_owned();
+        match self
+            .call(move |core, now| core.describe_stream(now, &stream))
+            .await?
+        {
+            Some(ReplyBody::Described(description)) => Ok(description),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Deletes a stream and everything in it; its readers end with an error.
+    ///
+    /// # Errors
+    /// `invalid_name`, `not_found`, `disconnected` (the connection dropped before the answer;
+    /// the delete may or may not have happened and is not resent), `backlogged`, `timeout`,
+    /// `closed`, or the hub's error.
+    pub async fn delete_stream(&self, stream: &str) -> Result<(), ClientError> {
+        let stream = stream.to_owned();
+        self.call(move |core, now| core.delete_stream(now, &stream))
+            .await
+            .map(|_| ())
+    }
+
+    /// Commits `offset` — the next offset the group should read — for `group` in `partition`,
+    /// under the assignment `generation` ([`Reader::commit`] does this for a record).
+    ///
+    /// # Errors
+    /// `stale_generation` (the partition was reassigned since), `invalid_name`, `not_found`,
+    /// `backlogged`, `timeout`, `closed`, or the hub's error.
+    pub async fn commit(
+        &self,
+        stream: &str,
+        group: &str,
+        partition: u32,
+        offset: u64,
+        generation: u64,
+    ) -> Result<(), ClientError> {
+        let (stream, group) = (stream.to_owned(), group.to_owned());
+        self.call(move |core, now| core.commit(now, &stream, &group, partition, offset, generation))
+            .await
+            .map(|_| ())
     }
 
     /// Asks the hub for an answer.

@@ -19,6 +19,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::client::{Command, Shared};
 use super::options::ClientOptions;
+use super::reader::{Reader, ReaderSinks};
 use super::subscription::Subscription;
 use crate::core::{
     ClientCore, ClientError, Completion, ConnectionState, Message, OpId, Output, SocketId, SubId,
@@ -41,6 +42,12 @@ enum Waiter {
     Subscribe {
         pattern: String,
         reply: oneshot::Sender<Result<Subscription, ClientError>>,
+    },
+    Body(oneshot::Sender<Result<Option<ReplyBody>, ClientError>>),
+    Read {
+        stream: String,
+        window: u32,
+        reply: oneshot::Sender<Result<Reader, ClientError>>,
     },
 }
 
@@ -69,6 +76,7 @@ pub(crate) struct Driver {
     open: Option<Open>,
     waiters: HashMap<OpId, Waiter>,
     sinks: HashMap<SubId, Sink>,
+    readers: ReaderSinks,
     subscription_buffer: usize,
     close_waiters: Vec<oneshot::Sender<()>>,
 }
@@ -94,6 +102,7 @@ impl Driver {
             open: None,
             waiters: HashMap::new(),
             sinks: HashMap::new(),
+            readers: ReaderSinks::default(),
             // A zero-capacity channel cannot exist; one slot is the least that works.
             subscription_buffer: options.subscription_buffer.max(1),
             close_waiters: Vec::new(),
@@ -106,6 +115,7 @@ impl Driver {
 
     pub(crate) async fn run(mut self) {
         loop {
+            self.report_consumption();
             self.apply_outputs().await;
             if self.core.state() == ConnectionState::Closed {
                 break;
@@ -140,6 +150,7 @@ impl Driver {
                         self.on_message(socket, message);
                     }
                 }
+                () = self.shared.consumption.notified() => self.report_consumption(),
                 () = sleep_or_never(deadline) => self.core.on_tick(self.now()),
             }
         }
@@ -187,7 +198,41 @@ impl Driver {
                 self.close_waiters.push(reply);
                 self.core.close(now);
             }
+            Command::Call { call, reply } => {
+                let op = call.run(&mut self.core, now);
+                self.waiters.insert(op, Waiter::Body(reply));
+            }
+            Command::Read {
+                stream,
+                options,
+                reply,
+            } => {
+                let window = options.credit;
+                let reader = self.core.read(now, &stream, options);
+                let waiter = Waiter::Read {
+                    stream,
+                    window,
+                    reply,
+                };
+                self.waiters.insert(reader, waiter);
+            }
+            Command::CloseReader { reader, reply } => {
+                self.readers.remove(reader);
+                let op = self.core.close_reader(now, reader);
+                if let Some(reply) = reply {
+                    self.waiters.insert(op, Waiter::Unit(reply));
+                }
+            }
         }
+    }
+
+    /// Tells the core what readers consumed since the last report.
+    fn report_consumption(&mut self) {
+        if !self.shared.consumed.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let now = self.now();
+        self.readers.report(&mut self.core, now);
     }
 
     fn on_connected(&mut self, socket: SocketId, result: Result<Ws, tungstenite::Error>) {
@@ -290,6 +335,10 @@ impl Driver {
                 } => self.close_socket(socket, code, reason).await,
                 Output::Completed(completion) => self.complete(completion),
                 Output::Deliver { sub, message } => self.deliver(sub, message),
+                Output::Reader { reader, event } => {
+                    let now = self.now();
+                    self.readers.on_event(&mut self.core, now, reader, event);
+                }
                 Output::Lagged { sub, missed } => {
                     if let Some(sink) = self.sinks.get(&sub) {
                         sink.missed.fetch_add(missed, Ordering::Relaxed);
@@ -349,12 +398,32 @@ impl Driver {
             Waiter::Publish(reply) => {
                 let receivers = result.map(|body| match body {
                     Some(ReplyBody::Published { receivers }) => receivers,
-                    None => 0,
+                    _ => 0,
                 });
                 let _ = reply.send(receivers);
             }
             Waiter::Unit(reply) => {
                 let _ = reply.send(result.map(|_| ()));
+            }
+            Waiter::Body(reply) => {
+                let _ = reply.send(result);
+            }
+            Waiter::Read {
+                stream,
+                window,
+                reply,
+            } => {
+                let result = result.map(|body| {
+                    let (client, commands) = (Arc::clone(&self.shared), self.commands.clone());
+                    self.readers
+                        .open(op, stream, window, body, client, commands)
+                });
+                if let Err(Ok(mut unwanted)) = reply.send(result) {
+                    // The caller stopped waiting: nobody will read these records.
+                    unwanted.close_quietly();
+                    self.readers.remove(op);
+                    self.core.close_reader(self.now(), op);
+                }
             }
             Waiter::Subscribe { pattern, reply } => {
                 let result = result.map(|_| self.open_subscription(op, pattern));

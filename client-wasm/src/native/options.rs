@@ -1,7 +1,9 @@
 //! The options a native client is created with.
 
+use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::core::CoreConfig;
 
@@ -51,6 +53,28 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// 32 bytes for the core's idempotency keys, without a dependency: SipHash under the standard
+/// library's `RandomState` keys, which are drawn from the operating system's random source
+/// (128 bits, once per thread, then stepped for each new `RandomState`), over the time, the
+/// process id and a counter. Two clients, in one process or many, get different bytes.
+fn os_entropy() -> [u8; 32] {
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut out = [0u8; 32];
+    for (i, chunk) in (0u64..).zip(out.chunks_exact_mut(8)) {
+        let mut hasher = RandomState::new().build_hasher();
+        hasher.write_u128(nanos);
+        hasher.write_u32(std::process::id());
+        hasher.write_u64(call);
+        hasher.write_u64(i);
+        chunk.copy_from_slice(&hasher.finish().to_le_bytes());
+    }
+    out
+}
+
 impl ClientOptions {
     pub(crate) fn core_config(&self) -> CoreConfig {
         CoreConfig {
@@ -62,9 +86,8 @@ impl ClientOptions {
             max_delay_ms: millis(self.max_delay),
             max_pending: self.max_pending,
             // Each process gets fresh random keys here, so clients spread their reconnects.
-            seed: std::collections::hash_map::RandomState::new()
-                .build_hasher()
-                .finish(),
+            seed: RandomState::new().build_hasher().finish(),
+            entropy: Some(os_entropy()),
             ..CoreConfig::default()
         }
     }

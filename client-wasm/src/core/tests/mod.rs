@@ -7,21 +7,28 @@
 //! - `reconnect`: socket loss, backoff, retry policies, terminal close codes.
 //! - `subscriptions`: refcounts, dispatch, restoration after reconnect, lagged notices.
 //! - `liveness`: the keep-alive ping and dead-socket detection.
+//! - `streams`: stream requests, appends and their idempotency keys.
+//! - `readers`: records, duplicates, gaps, credit, restoring after a reconnect, reader errors.
+//! - `groups`: assignments, revocations, commits with generations, re-attaching members.
 
+mod groups;
 mod liveness;
+mod readers;
 mod reconnect;
 mod session;
+mod streams;
 mod subscriptions;
 
 use switchboard_protocol::codec::{self, Format};
 use switchboard_protocol::frame::{
-    ClientFrame, Deliver, ErrorFrame, Reply, ReplyBody, ServerFrame, Welcome,
+    ClientFrame, Deliver, ErrorFrame, Read, Records, Reply, ReplyBody, ServerFrame, Welcome,
 };
+use switchboard_protocol::streams::{ReaderPartition, Record};
 use switchboard_protocol::{ErrorCode, Headers, Limits, Payload};
 
 use super::{
     ClientCore, ClientError, ClientNotice, Completion, ConnectionState, CoreConfig, Output,
-    SocketId,
+    ReadOptions, ReaderEvent, ReaderId, SocketId,
 };
 
 pub(super) fn config() -> CoreConfig {
@@ -29,6 +36,7 @@ pub(super) fn config() -> CoreConfig {
         request_timeout_ms: 1_000,
         min_delay_ms: 100,
         max_delay_ms: 1_600,
+        entropy: Some([9; 32]),
         ..CoreConfig::default()
     }
 }
@@ -178,6 +186,155 @@ impl Harness {
         self.core
             .publish(self.now, topic, Payload::from("x"), Headers::new())
     }
+
+    pub fn reply(&mut self, id: u64, body: ReplyBody) {
+        self.hub(ServerFrame::Ok(Reply {
+            id,
+            result: Some(body),
+        }));
+    }
+
+    /// Answers `read` request `id`: hub reader `hub` starts in `epoch` at these (partition,
+    /// next) positions.
+    pub fn read_started(
+        &mut self,
+        id: u64,
+        hub: u64,
+        epoch: u64,
+        member: Option<&str>,
+        partitions: &[(u32, u64)],
+    ) {
+        let partitions = partitions
+            .iter()
+            .map(|&(partition, next)| ReaderPartition {
+                partition,
+                next,
+                low: 0,
+                high: next,
+            })
+            .collect();
+        self.reply(
+            id,
+            ReplyBody::ReadStarted {
+                reader: hub,
+                epoch,
+                member: member.map(str::to_owned),
+                partitions,
+            },
+        );
+    }
+
+    /// The hub sends hub reader `hub` the records at `offsets` of `partition`.
+    pub fn records(&mut self, hub: u64, partition: u32, offsets: impl IntoIterator<Item = u64>) {
+        let records = offsets
+            .into_iter()
+            .map(|offset| Record {
+                offset,
+                timestamp: 1_000 + offset,
+                key: None,
+                headers: Headers::new(),
+                data: Payload::from(format!("r{offset}")),
+            })
+            .collect();
+        self.hub(ServerFrame::Records(Records {
+            reader: hub,
+            partition,
+            records,
+        }));
+    }
+
+    pub fn error_frame(&mut self, frame: ErrorFrame) {
+        self.hub(ServerFrame::Error(frame));
+    }
+
+    /// Starts a reader on `stream`, answered as hub reader `hub` in epoch 7 at `partitions`;
+    /// returns its id. Outputs are consumed.
+    pub fn reader(
+        &mut self,
+        stream: &str,
+        options: ReadOptions,
+        hub: u64,
+        partitions: &[(u32, u64)],
+    ) -> ReaderId {
+        let reader = self.core.read(self.now, stream, options);
+        let out = self.take();
+        let (id, _) = read_frame(&out);
+        self.read_started(id, hub, 7, None, partitions);
+        let out = self.take();
+        assert!(result_of(&out, reader).is_ok(), "{out:?}");
+        reader
+    }
+}
+
+/// The one `read` frame among `out`, with its request id.
+pub(super) fn read_frame(out: &[Output]) -> (u64, Read) {
+    let reads: Vec<Read> = sent(out)
+        .into_iter()
+        .filter_map(|f| match f {
+            ClientFrame::Read(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reads.len(), 1, "one read expected in {out:?}");
+    (reads[0].id, reads[0].clone())
+}
+
+/// The events of `reader` among `out`.
+pub(super) fn events_of(out: &[Output], reader: ReaderId) -> Vec<ReaderEvent> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Reader { reader: r, event } if *r == reader => Some(event.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The offsets of the records delivered to `reader` among `out`, as (partition, offset).
+pub(super) fn offsets_of(out: &[Output], reader: ReaderId) -> Vec<(u32, u64)> {
+    events_of(out, reader)
+        .into_iter()
+        .flat_map(|e| match e {
+            ReaderEvent::Records(records) => records
+                .into_iter()
+                .map(|r| (r.partition, r.offset))
+                .collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+/// The `credit` grants among `out`, as (hub reader, n).
+pub(super) fn credits(out: &[Output]) -> Vec<(u64, u32)> {
+    sent(out)
+        .into_iter()
+        .filter_map(|f| match f {
+            ClientFrame::Credit(c) => Some((c.reader, c.n)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The error a reader ended with among `out`; panics unless it ended exactly once.
+pub(super) fn ended_with(out: &[Output], reader: ReaderId) -> Option<ClientError> {
+    let ends: Vec<Option<ClientError>> = events_of(out, reader)
+        .into_iter()
+        .filter_map(|e| match e {
+            ReaderEvent::Ended { error } => Some(error),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ends.len(), 1, "reader {reader} should end once in {out:?}");
+    ends[0].clone()
+}
+
+/// Error notices among `out`.
+pub(super) fn error_notices(out: &[Output]) -> Vec<ClientError> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Notice(ClientNotice::Error(e)) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The frames among `out`, decoded as the hub would.

@@ -1,0 +1,93 @@
+//! Idempotency keys for appends: 128 random bits each, from a generator the transport seeds with
+//! real entropy.
+//!
+//! A key only has to be unique among the appends the hub remembers (its dedup window), across
+//! every client. Two clients whose generators start from independent 256-bit seeds produce
+//! overlapping keys with negligible probability. The generator (xoshiro256**) is not a
+//! cryptographic one: someone who saw many of this client's keys could predict the next ones.
+//! Keys go only to the hub, so that is acceptable; a transport with a cryptographic source at
+//! hand could still feed keys through `AppendOptions::idempotency_key` instead.
+
+/// The generator of one client.
+#[derive(Debug, Clone)]
+pub(crate) struct IdempotencyKeys {
+    s: [u64; 4],
+}
+
+impl IdempotencyKeys {
+    /// A generator seeded with 32 bytes of entropy.
+    pub(crate) fn new(entropy: [u8; 32]) -> Self {
+        let mut s = [0u64; 4];
+        for (word, chunk) in s.iter_mut().zip(entropy.chunks_exact(8)) {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(chunk);
+            *word = u64::from_le_bytes(bytes);
+        }
+        // The all-zero state is the one state xoshiro never leaves.
+        if s == [0; 4] {
+            s = [
+                0x9E37_79B9_7F4A_7C15,
+                0xBF58_476D_1CE4_E5B9,
+                0x94D0_49BB_1331_11EB,
+                1,
+            ];
+        }
+        IdempotencyKeys { s }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let result = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
+        let t = self.s[1] << 17;
+        self.s[2] ^= self.s[0];
+        self.s[3] ^= self.s[1];
+        self.s[1] ^= self.s[2];
+        self.s[0] ^= self.s[3];
+        self.s[2] ^= t;
+        self.s[3] = self.s[3].rotate_left(45);
+        result
+    }
+
+    /// The next key: 128 bits as 32 lowercase hex digits.
+    pub(crate) fn next_key(&mut self) -> String {
+        let (high, low) = (self.next_u64(), self.next_u64());
+        format!("{high:016x}{low:016x}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn keys_should_be_32_hex_digits_and_not_repeat() {
+        let mut keys = IdempotencyKeys::new([7; 32]);
+        let mut seen = HashSet::new();
+        for _ in 0..10_000 {
+            let key = keys.next_key();
+            assert_eq!(key.len(), 32);
+            assert!(
+                key.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            );
+            assert!(seen.insert(key));
+        }
+    }
+
+    #[test]
+    fn different_seeds_should_give_different_keys_and_equal_seeds_equal_ones() {
+        let mut a = IdempotencyKeys::new([1; 32]);
+        let mut b = IdempotencyKeys::new([2; 32]);
+        let mut c = IdempotencyKeys::new([1; 32]);
+        let (ka, kb, kc) = (a.next_key(), b.next_key(), c.next_key());
+        assert_ne!(ka, kb);
+        assert_eq!(ka, kc);
+    }
+
+    #[test]
+    fn a_zero_seed_should_still_produce_changing_keys() {
+        let mut keys = IdempotencyKeys::new([0; 32]);
+        assert_ne!(keys.next_key(), keys.next_key());
+    }
+}
