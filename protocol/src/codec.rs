@@ -104,6 +104,8 @@ const SERVER_OPS: &[&str] = &[
     "assigned",
     "revoked",
     "reader_closed",
+    "task",
+    "consumer_closed",
 ];
 
 fn decode_frame<T: DeserializeOwned>(

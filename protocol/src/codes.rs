@@ -162,10 +162,7 @@ impl CloseCode {
     /// Whether a client must not reconnect after this close: the next attempt would be refused
     /// the same way (wrong protocol version, refused token).
     pub const fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            CloseCode::UnsupportedVersion | CloseCode::Unauthorized
-        )
+        matches!(self, CloseCode::UnsupportedVersion | CloseCode::Unauthorized)
     }
 }
 
@@ -213,9 +210,6 @@ mod tests {
     #[test]
     fn only_refusals_a_retry_cannot_fix_should_be_terminal() {
         let terminal: Vec<_> = CloseCode::ALL.iter().filter(|c| c.is_terminal()).collect();
-        assert_eq!(
-            terminal,
-            [&CloseCode::UnsupportedVersion, &CloseCode::Unauthorized]
-        );
+        assert_eq!(terminal, [&CloseCode::UnsupportedVersion, &CloseCode::Unauthorized]);
     }
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::codes::ErrorCode;
 use crate::limits::Limits;
 use crate::payload::{Headers, Payload};
+use crate::queues::{QueueInfo, QueueOptions, QueueStats, Task};
 use crate::streams::{
     Durability, PartitionOffset, ReadFrom, ReaderPartition, Record, Retention, StreamDescription,
     StreamInfo,
@@ -50,6 +51,34 @@ pub enum ClientFrame {
     DescribeStream(StreamRef),
     /// Deletes a stream and everything in it.
     DeleteStream(StreamRef),
+    /// Creates a queue with options; answered with its [`QueueInfo`].
+    CreateQueue(CreateQueue),
+    /// Enqueues a task, creating the queue with defaults if needed.
+    Enqueue(Enqueue),
+    /// Leases up to `max` tasks, waiting up to `wait_ms` for one.
+    Pull(Pull),
+    /// Starts push delivery of `task` frames, keeping up to `prefetch` leased.
+    Consume(Consume),
+    /// Stops a push consumer; its leases run to their deadlines.
+    StopConsume(StopConsume),
+    /// Removes a leased task: done.
+    Ack(Settle),
+    /// Hands a task back as a failure, to be redelivered after a delay.
+    Nack(Nack),
+    /// Pushes a lease's deadline out.
+    Extend(Extend),
+    /// Hands a task back at once without counting a failure.
+    Release(Settle),
+    /// Sends a task straight to the dead-letter queue.
+    Reject(Reject),
+    /// Moves dead tasks from a dead-letter queue back to where they failed.
+    Redrive(Redrive),
+    /// Counts and rates of a queue.
+    QueueStats(QueueRef),
+    /// Lists every queue.
+    ListQueues(ListQueues),
+    /// Deletes a queue and its tasks.
+    DeleteQueue(QueueRef),
 }
 
 impl ClientFrame {
@@ -69,6 +98,20 @@ impl ClientFrame {
         "list_streams",
         "describe_stream",
         "delete_stream",
+        "create_queue",
+        "enqueue",
+        "pull",
+        "consume",
+        "stop_consume",
+        "ack",
+        "nack",
+        "extend",
+        "release",
+        "reject",
+        "redrive",
+        "queue_stats",
+        "list_queues",
+        "delete_queue",
     ];
 
     /// The request id, for every frame but `hello`.
@@ -88,6 +131,18 @@ impl ClientFrame {
             ClientFrame::ListStreams(f) => Some(f.id),
             ClientFrame::DescribeStream(f) => Some(f.id),
             ClientFrame::DeleteStream(f) => Some(f.id),
+            ClientFrame::CreateQueue(f) => Some(f.id),
+            ClientFrame::Enqueue(f) => Some(f.id),
+            ClientFrame::Pull(f) => Some(f.id),
+            ClientFrame::Consume(f) => Some(f.id),
+            ClientFrame::StopConsume(f) => Some(f.id),
+            ClientFrame::Ack(f) | ClientFrame::Release(f) => Some(f.id),
+            ClientFrame::Nack(f) => Some(f.id),
+            ClientFrame::Extend(f) => Some(f.id),
+            ClientFrame::Reject(f) => Some(f.id),
+            ClientFrame::Redrive(f) => Some(f.id),
+            ClientFrame::QueueStats(f) | ClientFrame::DeleteQueue(f) => Some(f.id),
+            ClientFrame::ListQueues(f) => Some(f.id),
         }
     }
 
@@ -108,6 +163,20 @@ impl ClientFrame {
             ClientFrame::ListStreams(_) => "list_streams",
             ClientFrame::DescribeStream(_) => "describe_stream",
             ClientFrame::DeleteStream(_) => "delete_stream",
+            ClientFrame::CreateQueue(_) => "create_queue",
+            ClientFrame::Enqueue(_) => "enqueue",
+            ClientFrame::Pull(_) => "pull",
+            ClientFrame::Consume(_) => "consume",
+            ClientFrame::StopConsume(_) => "stop_consume",
+            ClientFrame::Ack(_) => "ack",
+            ClientFrame::Nack(_) => "nack",
+            ClientFrame::Extend(_) => "extend",
+            ClientFrame::Release(_) => "release",
+            ClientFrame::Reject(_) => "reject",
+            ClientFrame::Redrive(_) => "redrive",
+            ClientFrame::QueueStats(_) => "queue_stats",
+            ClientFrame::ListQueues(_) => "list_queues",
+            ClientFrame::DeleteQueue(_) => "delete_queue",
         }
     }
 }
@@ -261,6 +330,134 @@ pub struct StreamRef {
     pub stream: String,
 }
 
+/// Create a queue. Creating an existing queue with the same options is a no-op; with other
+/// options it fails with `already_exists`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateQueue {
+    pub id: u64,
+    pub queue: String,
+    #[serde(default)]
+    pub options: QueueOptions,
+}
+
+/// Enqueue one task; answered with its id once it is durable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Enqueue {
+    pub id: u64,
+    pub queue: String,
+    pub data: Payload,
+    #[serde(default, skip_serializing_if = "headers_empty")]
+    pub headers: Headers,
+    /// Not available before this many milliseconds from now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    /// Not available before this time, ms since the Unix epoch (exclusive with `delay_ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<u64>,
+    /// For ordered-by-key queues: tasks with the same key are leased one at a time, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// 0 (default) to 9; higher is dispatched first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u8>,
+    /// A repeat within the dedup window answers the original task id and enqueues nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// Lease up to `max` tasks (default 1), waiting up to `wait_ms` (default 0) if none is available.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pull {
+    pub id: u64,
+    pub queue: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u64>,
+}
+
+/// Start push delivery: the hub keeps up to `prefetch` tasks leased to this consumer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Consume {
+    pub id: u64,
+    pub queue: String,
+    pub prefetch: u32,
+}
+
+/// Stop a push consumer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StopConsume {
+    pub id: u64,
+    pub consumer: u64,
+}
+
+/// Ack or release a leased task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settle {
+    pub id: u64,
+    pub queue: String,
+    pub task: u64,
+    pub lease: u64,
+}
+
+/// Nack a leased task: redelivered after `delay_ms`, or the queue's next backoff step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Nack {
+    pub id: u64,
+    pub queue: String,
+    pub task: u64,
+    pub lease: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Extend a lease by `ms` from now, capped at the queue's `max_lease_ms`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Extend {
+    pub id: u64,
+    pub queue: String,
+    pub task: u64,
+    pub lease: u64,
+    pub ms: u64,
+}
+
+/// Dead-letter a leased task at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reject {
+    pub id: u64,
+    pub queue: String,
+    pub task: u64,
+    pub lease: u64,
+    pub reason: String,
+}
+
+/// Move tasks of dead-letter queue `queue` back to the queues they failed in: those in `ids`,
+/// or every one with `all`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Redrive {
+    pub id: u64,
+    pub queue: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ids: Vec<u64>,
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// A request naming one queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueRef {
+    pub id: u64,
+    pub queue: String,
+}
+
+/// List every queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListQueues {
+    pub id: u64,
+}
+
 /// A frame sent by the hub.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -284,6 +481,11 @@ pub enum ServerFrame {
     /// A reader stopped because of an error (its stream was deleted, or its position fell
     /// below the low watermark).
     ReaderClosed(ReaderClosed),
+    /// A task leased to a push consumer.
+    #[serde(rename = "task")]
+    Task(TaskDelivery),
+    /// A push consumer stopped because of an error (its queue was deleted).
+    ConsumerClosed(ConsumerClosed),
 }
 
 /// The hub's answer to `hello`.
@@ -316,11 +518,7 @@ pub enum ReplyBody {
     /// `create_stream`: the stream as it now exists.
     Stream(StreamInfo),
     /// `append`: where the record is.
-    Appended {
-        partition: u32,
-        offset: u64,
-        timestamp: u64,
-    },
+    Appended { partition: u32, offset: u64, timestamp: u64 },
     /// `read`: the reader's id and starting positions. For a group read `partitions` is empty
     /// and `assigned` frames follow.
     ReadStarted {
@@ -334,6 +532,22 @@ pub enum ReplyBody {
     Streams { streams: Vec<StreamInfo> },
     /// `describe_stream`.
     Described(StreamDescription),
+    /// `create_queue`: the queue as it now exists.
+    Queue(QueueInfo),
+    /// `enqueue`: the task's id.
+    Enqueued { task: u64 },
+    /// `pull`: the leased tasks (possibly none).
+    Tasks { tasks: Vec<Task> },
+    /// `consume`: the consumer's id, quoted by `task` frames and `stop_consume`.
+    Consuming { consumer: u64 },
+    /// `extend`: the lease's new deadline.
+    Extended { deadline: u64 },
+    /// `redrive`: how many tasks moved.
+    Redriven { count: u64 },
+    /// `queue_stats`.
+    QueueStats(QueueStats),
+    /// `list_queues`.
+    Queues { queues: Vec<QueueInfo> },
 }
 
 /// A failed request, or a frame the hub could not read (then `id` is absent).
@@ -420,5 +634,19 @@ pub struct Revoked {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReaderClosed {
     pub reader: u64,
+    pub error: ErrorFrame,
+}
+
+/// A task pushed to a consumer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskDelivery {
+    pub consumer: u64,
+    pub task: Task,
+}
+
+/// A push consumer that stopped on an error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsumerClosed {
+    pub consumer: u64,
     pub error: ErrorFrame,
 }

@@ -8,6 +8,7 @@
 //! - [`codes`]: stable numeric error codes and WebSocket close codes.
 //! - [`names`]: validation of topic names and subscription patterns, and pattern matching.
 //! - [`limits`]: the limits a hub announces in its `welcome` frame.
+//! - [`queues`]: queue options, tasks, dead-letter history, statistics.
 //! - [`streams`]: records, read positions, retention and the key → partition hash.
 //!
 //! This crate has no async runtime dependency and builds for `wasm32-unknown-unknown`.
@@ -18,6 +19,7 @@ pub mod frame;
 pub mod limits;
 pub mod names;
 pub mod payload;
+pub mod queues;
 pub mod streams;
 
 pub use codec::{DecodeError, Format};

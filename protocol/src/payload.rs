@@ -149,8 +149,7 @@ impl<'de> Visitor<'de> for PayloadVisitor {
                 return Err(de::Error::unknown_field(&key, &["base64"]));
             }
         }
-        out.map(|b| Payload(Bytes::from(b)))
-            .ok_or_else(|| de::Error::missing_field("base64"))
+        out.map(|b| Payload(Bytes::from(b))).ok_or_else(|| de::Error::missing_field("base64"))
     }
 }
 

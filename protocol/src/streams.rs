@@ -170,21 +170,9 @@ mod tests {
 
     #[test]
     fn read_from_should_encode_readably_in_json() {
-        assert_eq!(
-            serde_json::to_string(&ReadFrom::Earliest).unwrap(),
-            "\"earliest\""
-        );
-        assert_eq!(
-            serde_json::to_string(&ReadFrom::Offset(5)).unwrap(),
-            "{\"offset\":5}"
-        );
-        assert_eq!(
-            serde_json::from_str::<ReadFrom>("{\"time\":9}").unwrap(),
-            ReadFrom::Time(9)
-        );
-        assert_eq!(
-            serde_json::to_string(&Durability::Interval(50)).unwrap(),
-            "{\"interval\":50}"
-        );
+        assert_eq!(serde_json::to_string(&ReadFrom::Earliest).unwrap(), "\"earliest\"");
+        assert_eq!(serde_json::to_string(&ReadFrom::Offset(5)).unwrap(), "{\"offset\":5}");
+        assert_eq!(serde_json::from_str::<ReadFrom>("{\"time\":9}").unwrap(), ReadFrom::Time(9));
+        assert_eq!(serde_json::to_string(&Durability::Interval(50)).unwrap(), "{\"interval\":50}");
     }
 }

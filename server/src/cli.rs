@@ -73,9 +73,7 @@ fn parse_policy(s: &str) -> Result<SlowConsumerPolicy, String> {
     match s {
         "notify" => Ok(SlowConsumerPolicy::Notify),
         "disconnect" => Ok(SlowConsumerPolicy::Disconnect),
-        other => Err(format!(
-            "unknown policy {other:?}: use notify or disconnect"
-        )),
+        other => Err(format!("unknown policy {other:?}: use notify or disconnect")),
     }
 }
 
@@ -96,14 +94,7 @@ impl ServeArgs {
                 }
             )*};
         }
-        set!(
-            listen,
-            data_dir,
-            max_frame_bytes,
-            max_connections,
-            outbox_bytes,
-            slow_consumer
-        );
+        set!(listen, data_dir, max_frame_bytes, max_connections, outbox_bytes, slow_consumer);
         set!(ping_interval_ms, idle_timeout_ms, hello_timeout_ms);
         if self.web_dir.is_some() {
             config.web_dir = self.web_dir.clone();
@@ -134,10 +125,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("switchboard: cannot start the runtime: {e}");

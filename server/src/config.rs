@@ -77,6 +77,18 @@ pub struct Config {
     pub retention_interval_ms: u64,
     /// Most write operations committed in one transaction.
     pub commit_max_batch: u32,
+    /// Default lease of a task, in milliseconds.
+    pub queue_lease_ms: u64,
+    /// Default cap of lease extensions, in milliseconds from the lease's start.
+    pub queue_max_lease_ms: u64,
+    /// Default failures before a task is dead-lettered (0: never).
+    pub queue_max_attempts: u32,
+    /// Default redelivery delays after the 1st, 2nd, ... failure, in milliseconds.
+    pub queue_backoff_ms: Vec<u64>,
+    /// Default most tasks a queue holds.
+    pub queue_max_length: u64,
+    /// Most tasks one pull may take and most prefetch one consumer may hold.
+    pub queue_max_batch: u32,
 }
 
 impl Default for Config {
@@ -108,6 +120,12 @@ impl Default for Config {
             group_session_timeout_ms: 10_000,
             retention_interval_ms: 1_000,
             commit_max_batch: 4096,
+            queue_lease_ms: 30_000,
+            queue_max_lease_ms: 12 * 3600 * 1000,
+            queue_max_attempts: 5,
+            queue_backoff_ms: vec![1_000, 5_000, 30_000, 120_000],
+            queue_max_length: 1_000_000,
+            queue_max_batch: 1_000,
         }
     }
 }
@@ -116,15 +134,9 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("invalid config file {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: Box<toml::de::Error>,
-    },
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -135,14 +147,10 @@ impl Config {
     /// # Errors
     /// The file cannot be read, is not valid TOML, names an unknown key, or fails [`Config::validate`].
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            source: Box::new(e),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let config: Config = toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.to_owned(), source: Box::new(e) })?;
         config.validate()?;
         Ok(config)
     }
@@ -176,6 +184,12 @@ impl Config {
         }
         if self.max_record_bytes == 0 || self.max_record_bytes > self.max_frame_bytes {
             return bad("max_record_bytes must be above 0 and at most max_frame_bytes");
+        }
+        if self.queue_lease_ms == 0 || self.queue_backoff_ms.is_empty() || self.queue_max_batch == 0
+        {
+            return bad(
+                "queue_lease_ms, queue_backoff_ms and queue_max_batch must not be 0 or empty",
+            );
         }
         if self.max_reader_credit == 0 || self.commit_max_batch == 0 {
             return bad("max_reader_credit and commit_max_batch must be above 0");
@@ -212,6 +226,20 @@ impl Config {
         }
     }
 
+    /// The queue engine's settings.
+    pub fn queues(&self) -> crate::queues::QueuesConfig {
+        crate::queues::QueuesConfig {
+            lease_ms: self.queue_lease_ms,
+            max_lease_ms: self.queue_max_lease_ms,
+            max_attempts: self.queue_max_attempts,
+            backoff_ms: self.queue_backoff_ms.clone(),
+            dedup_window_ms: self.dedup_window_ms,
+            max_length: self.queue_max_length,
+            max_task_bytes: self.max_record_bytes as usize,
+            max_batch: self.queue_max_batch,
+        }
+    }
+
     /// The largest WebSocket message the transport accepts at all. Messages between
     /// `max_frame_bytes` and this size get a `frame_too_large` error and the session goes on;
     /// larger ones close the session with 1009.
@@ -235,11 +263,7 @@ mod tests {
     fn file_should_override_defaults_and_reject_unknown_keys() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hub.toml");
-        std::fs::write(
-            &path,
-            "max_subscriptions = 5\nslow_consumer = \"disconnect\"\n",
-        )
-        .unwrap();
+        std::fs::write(&path, "max_subscriptions = 5\nslow_consumer = \"disconnect\"\n").unwrap();
         let c = Config::from_file(&path).unwrap();
         assert_eq!(c.max_subscriptions, 5);
         assert_eq!(c.slow_consumer, SlowConsumerPolicy::Disconnect);
@@ -252,11 +276,7 @@ mod tests {
 
     #[test]
     fn inconsistent_timeouts_should_be_refused() {
-        let c = Config {
-            ping_interval_ms: 1000,
-            idle_timeout_ms: 500,
-            ..Config::default()
-        };
+        let c = Config { ping_interval_ms: 1000, idle_timeout_ms: 500, ..Config::default() };
         assert!(c.validate().is_err());
     }
 }

@@ -7,6 +7,8 @@
 //! - [`http`]: routes — the WebSocket endpoint `/ws`, `/api/*`, the web and docs folders.
 //! - [`session`]: one connection's loop, its writer and its bounded outbox.
 //! - [`topics`]: in-memory publish/subscribe with a wildcard trie.
+//! - [`queues`]: acked work queues: leases, retries with backoff, dead letters, dispatch.
+//! - [`engines`]: starts the storage writer and the durable engines over it.
 //! - [`streams`]: durable partitioned logs: appends, readers, consumer groups, retention.
 //! - [`storage`]: the redb database and its single writer thread (group commit); every table
 //!   and key encoding lives there.
@@ -17,7 +19,9 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod engines;
 pub mod http;
+pub mod queues;
 pub mod session;
 pub mod stats;
 pub mod storage;
@@ -47,6 +51,7 @@ pub struct Hub {
     pub config: Config,
     pub topics: Topics,
     pub streams: streams::Streams,
+    pub queues: queues::Queues,
     pub storage: Storage,
     pub clock: clock::SharedClock,
     pub stats: Arc<Stats>,
@@ -63,13 +68,14 @@ impl Hub {
     fn new(
         config: Config,
         storage: Storage,
-        streams: streams::Streams,
+        engines: engines::Engines,
         clock: clock::SharedClock,
     ) -> Hub {
         let stats = Arc::new(Stats::default());
         Hub {
             topics: Topics::new(stats.clone()),
-            streams,
+            streams: engines.streams,
+            queues: engines.queues,
             clock,
             connections: Arc::new(Semaphore::new(config.max_connections as usize)),
             config,
@@ -128,9 +134,10 @@ pub async fn run_with_clock(
     config.validate()?;
     let storage = Storage::open(&config.data_dir).await?;
     tracing::info!(path = %storage.path().display(), "database open");
-    let streams = streams::start(storage.clone(), config.streams(), clock.clone())?;
-    let background = tokio::spawn(streams::retention::run(streams.clone()));
-    let hub = Arc::new(Hub::new(config, storage, streams, clock));
+    let engines = engines::start(&storage, &config, clock.clone())?;
+    let background = tokio::spawn(streams::retention::run(engines.streams.clone()));
+    let writer = engines.writer.clone();
+    let hub = Arc::new(Hub::new(config, storage, engines, clock));
     let app = http::router(hub.clone());
 
     let signal = hub.shutdown.clone();
@@ -148,10 +155,7 @@ pub async fn run_with_clock(
     hub.shutdown.cancel();
     hub.sessions.close();
     let grace = Duration::from_millis(u64::from(hub.config.shutdown_timeout_ms));
-    if tokio::time::timeout(grace, hub.sessions.wait())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(grace, hub.sessions.wait()).await.is_err() {
         tracing::warn!(
             remaining = hub.sessions.len(),
             "sessions still open after the shutdown timeout"
@@ -160,7 +164,6 @@ pub async fn run_with_clock(
     background.abort();
     let _ = background.await;
     let storage = hub.storage.clone();
-    let writer = hub.streams.writer.clone();
     drop(hub);
     writer.stop().await;
     storage.close().await;

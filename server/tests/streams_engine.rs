@@ -15,19 +15,11 @@ use switchboard_server::Config;
 use switchboard_server::storage::streams::NewRecord;
 
 fn record(data: impl Into<Payload>) -> NewRecord {
-    NewRecord {
-        key: None,
-        headers: Headers::new(),
-        data: data.into(),
-    }
+    NewRecord { key: None, headers: Headers::new(), data: data.into() }
 }
 
 fn keyed(key: &str, data: impl Into<Payload>) -> NewRecord {
-    NewRecord {
-        key: Some(key.into()),
-        headers: Headers::new(),
-        data: data.into(),
-    }
+    NewRecord { key: Some(key.into()), headers: Headers::new(), data: data.into() }
 }
 
 fn code(e: &switchboard_protocol::ErrorFrame) -> ErrorCode {
@@ -39,10 +31,7 @@ async fn a_reader_should_move_from_stored_to_live_records_without_gap_or_duplica
     let h = Harness::new().await;
     let engine = h.engine().clone();
     for i in 0..3000u32 {
-        engine
-            .append("seam", record(i.to_be_bytes().to_vec()), None)
-            .await
-            .unwrap();
+        engine.append("seam", record(i.to_be_bytes().to_vec()), None).await.unwrap();
     }
     let appender = tokio::spawn({
         let engine = engine.clone();
@@ -68,10 +57,7 @@ async fn a_reader_should_move_from_stored_to_live_records_without_gap_or_duplica
             }
         }
     });
-    let (mut reader, _) = h
-        .reader(read("seam", Some(0), ReadFrom::Earliest, 500))
-        .await
-        .unwrap();
+    let (mut reader, _) = h.reader(read("seam", Some(0), ReadFrom::Earliest, 500)).await.unwrap();
     let mut offsets = Vec::new();
     while offsets.len() < 5000 {
         match reader.next_frame().await {
@@ -85,27 +71,16 @@ async fn a_reader_should_move_from_stored_to_live_records_without_gap_or_duplica
     }
     appender.await.unwrap();
     assert_eq!(offsets, (0..5000).collect::<Vec<u64>>());
-    assert!(
-        reader
-            .frame_within(Duration::from_millis(100))
-            .await
-            .is_none()
-    );
+    assert!(reader.frame_within(Duration::from_millis(100)).await.is_none());
 }
 
 #[tokio::test]
 async fn a_reader_without_credit_should_get_nothing_more_and_lose_nothing() {
     let h = Harness::new().await;
     for i in 0..20u8 {
-        h.engine()
-            .append("credit", record(vec![i]), None)
-            .await
-            .unwrap();
+        h.engine().append("credit", record(vec![i]), None).await.unwrap();
     }
-    let (mut reader, _) = h
-        .reader(read("credit", Some(0), ReadFrom::Earliest, 5))
-        .await
-        .unwrap();
+    let (mut reader, _) = h.reader(read("credit", Some(0), ReadFrom::Earliest, 5)).await.unwrap();
     let mut got = Vec::new();
     while got.len() < 5 {
         if let ServerFrame::Records(r) = reader.next_frame().await {
@@ -114,10 +89,7 @@ async fn a_reader_without_credit_should_get_nothing_more_and_lose_nothing() {
     }
     assert_eq!(got, vec![0, 1, 2, 3, 4]);
     assert!(
-        reader
-            .frame_within(Duration::from_millis(200))
-            .await
-            .is_none(),
+        reader.frame_within(Duration::from_millis(200)).await.is_none(),
         "no credit, no records"
     );
     reader.credit(3).await;
@@ -127,41 +99,20 @@ async fn a_reader_without_credit_should_get_nothing_more_and_lose_nothing() {
         }
     }
     assert_eq!(got, (0..8).collect::<Vec<u64>>());
-    assert!(
-        reader
-            .frame_within(Duration::from_millis(200))
-            .await
-            .is_none()
-    );
+    assert!(reader.frame_within(Duration::from_millis(200)).await.is_none());
 }
 
 #[tokio::test]
 async fn keyed_records_should_land_in_the_documented_partition_and_unkeyed_spread() {
     let h = Harness::new().await;
-    h.engine()
-        .create("keys", Some(4), None, None)
-        .await
-        .unwrap();
+    h.engine().create("keys", Some(4), None, None).await.unwrap();
     for key in ["alice", "bob", "carol"] {
-        let a = h
-            .engine()
-            .append("keys", keyed(key, "x"), None)
-            .await
-            .unwrap();
-        assert_eq!(
-            a.partition,
-            switchboard_protocol::streams::partition_for_key(key, 4)
-        );
+        let a = h.engine().append("keys", keyed(key, "x"), None).await.unwrap();
+        assert_eq!(a.partition, switchboard_protocol::streams::partition_for_key(key, 4));
     }
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..8 {
-        seen.insert(
-            h.engine()
-                .append("keys", record("y"), None)
-                .await
-                .unwrap()
-                .partition,
-        );
+        seen.insert(h.engine().append("keys", record("y"), None).await.unwrap().partition);
     }
     assert_eq!(seen.len(), 4, "round robin reaches every partition");
 }
@@ -173,10 +124,7 @@ async fn retention_by_records_bytes_and_age_should_move_the_low_watermark() {
     e.create(
         "by-records",
         None,
-        Some(Retention {
-            max_records: Some(10),
-            ..Default::default()
-        }),
+        Some(Retention { max_records: Some(10), ..Default::default() }),
         None,
     )
     .await
@@ -184,10 +132,7 @@ async fn retention_by_records_bytes_and_age_should_move_the_low_watermark() {
     e.create(
         "by-bytes",
         None,
-        Some(Retention {
-            max_bytes: Some(1000),
-            ..Default::default()
-        }),
+        Some(Retention { max_bytes: Some(1000), ..Default::default() }),
         None,
     )
     .await
@@ -195,19 +140,14 @@ async fn retention_by_records_bytes_and_age_should_move_the_low_watermark() {
     e.create(
         "by-age",
         None,
-        Some(Retention {
-            max_age_ms: Some(60_000),
-            ..Default::default()
-        }),
+        Some(Retention { max_age_ms: Some(60_000), ..Default::default() }),
         None,
     )
     .await
     .unwrap();
     for i in 0..25u8 {
         e.append("by-records", record(vec![i]), None).await.unwrap();
-        e.append("by-bytes", record(vec![i; 100]), None)
-            .await
-            .unwrap();
+        e.append("by-bytes", record(vec![i; 100]), None).await.unwrap();
         e.append("by-age", record(vec![i]), None).await.unwrap();
         h.clock.advance(10_000);
     }
@@ -222,38 +162,21 @@ async fn retention_by_records_bytes_and_age_should_move_the_low_watermark() {
     // Records were appended every 10 s; the clock is now 250 s after the first. Those at or
     // after 190 s (offset 19) are younger than 60 s.
     assert_eq!(low(e.describe("by-age").await.unwrap()), (19, 25));
-    let err = h
-        .read_all("by-records", 0, ReadFrom::Offset(3))
-        .await
-        .unwrap_err();
+    let err = h.read_all("by-records", 0, ReadFrom::Offset(3)).await.unwrap_err();
     assert_eq!(code(&err), ErrorCode::OffsetOutOfRange);
     assert_eq!(err.low_watermark, Some(15));
     let kept = h.read_all("by-age", 0, ReadFrom::Earliest).await.unwrap();
-    assert_eq!(
-        kept.iter().map(|r| r.offset).collect::<Vec<_>>(),
-        (19..25).collect::<Vec<_>>()
-    );
+    assert_eq!(kept.iter().map(|r| r.offset).collect::<Vec<_>>(), (19..25).collect::<Vec<_>>());
 }
 
 #[tokio::test]
 async fn a_live_reader_overtaken_by_retention_should_be_told_not_skipped() {
     let h = Harness::new().await;
     let e = h.engine();
-    e.create(
-        "fast",
-        None,
-        Some(Retention {
-            max_records: Some(5),
-            ..Default::default()
-        }),
-        None,
-    )
-    .await
-    .unwrap();
-    let (mut reader, _) = h
-        .reader(read("fast", Some(0), ReadFrom::Earliest, 0))
+    e.create("fast", None, Some(Retention { max_records: Some(5), ..Default::default() }), None)
         .await
         .unwrap();
+    let (mut reader, _) = h.reader(read("fast", Some(0), ReadFrom::Earliest, 0)).await.unwrap();
     for i in 0..20u8 {
         e.append("fast", record(vec![i]), None).await.unwrap();
     }
@@ -271,52 +194,24 @@ async fn a_live_reader_overtaken_by_retention_should_be_told_not_skipped() {
 #[tokio::test]
 async fn an_idempotent_append_should_be_written_once_even_across_a_restart() {
     let mut h = Harness::new().await;
-    let first = h
-        .engine()
-        .append("orders", record("a"), Some("order-1".into()))
-        .await
-        .unwrap();
-    let again = h
-        .engine()
-        .append("orders", record("a"), Some("order-1".into()))
-        .await
-        .unwrap();
+    let first = h.engine().append("orders", record("a"), Some("order-1".into())).await.unwrap();
+    let again = h.engine().append("orders", record("a"), Some("order-1".into())).await.unwrap();
     assert_eq!(first, again);
     h.restart().await;
     h.clock.advance(60_000);
-    let after = h
-        .engine()
-        .append("orders", record("a"), Some("order-1".into()))
-        .await
-        .unwrap();
-    assert_eq!(
-        first, after,
-        "remembered across a restart within the window"
-    );
-    assert_eq!(
-        h.read_all("orders", 0, ReadFrom::Earliest)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    let after = h.engine().append("orders", record("a"), Some("order-1".into())).await.unwrap();
+    assert_eq!(first, after, "remembered across a restart within the window");
+    assert_eq!(h.read_all("orders", 0, ReadFrom::Earliest).await.unwrap().len(), 1);
     h.clock.advance(61_000);
     h.engine().enforce_retention().await.unwrap();
-    let later = h
-        .engine()
-        .append("orders", record("a"), Some("order-1".into()))
-        .await
-        .unwrap();
+    let later = h.engine().append("orders", record("a"), Some("order-1".into())).await.unwrap();
     assert_eq!(later.offset, 1, "a key past its window is new again");
 }
 
 #[tokio::test]
 async fn records_and_group_offsets_should_survive_a_restart_byte_for_byte() {
     let mut h = Harness::new().await;
-    h.engine()
-        .create("durable", Some(2), None, None)
-        .await
-        .unwrap();
+    h.engine().create("durable", Some(2), None, None).await.unwrap();
     let mut written = Vec::new();
     for i in 0..200u32 {
         let mut headers = Headers::new();
@@ -330,23 +225,13 @@ async fn records_and_group_offsets_should_survive_a_restart_byte_for_byte() {
         let a = h.engine().append("durable", rec, None).await.unwrap();
         written.push((a, data));
     }
-    let mut group = Read {
-        group: Some("billing".into()),
-        ..read("durable", None, ReadFrom::Earliest, 10)
-    };
+    let mut group =
+        Read { group: Some("billing".into()), ..read("durable", None, ReadFrom::Earliest, 10) };
     group.id = 9;
     let (mut member, _) = h.reader(group).await.unwrap();
-    let ServerFrame::Assigned(assigned) = member.next_frame().await else {
-        panic!()
-    };
-    h.engine()
-        .commit("durable", "billing", 0, 17, assigned.generation)
-        .await
-        .unwrap();
-    h.engine()
-        .commit("durable", "billing", 1, 3, assigned.generation)
-        .await
-        .unwrap();
+    let ServerFrame::Assigned(assigned) = member.next_frame().await else { panic!() };
+    h.engine().commit("durable", "billing", 0, 17, assigned.generation).await.unwrap();
+    h.engine().commit("durable", "billing", 1, 3, assigned.generation).await.unwrap();
     member.close().await;
     h.restart().await;
     for p in 0..2 {
@@ -375,17 +260,12 @@ async fn assigned_partitions(reader: &mut common::TestReader) -> (u64, Vec<Parti
 
 #[tokio::test]
 async fn groups_should_rebalance_on_join_leave_and_timeout_and_fence_stale_members() {
-    let config = Config {
-        group_session_timeout_ms: 10_000,
-        ..Config::default()
-    };
+    let config = Config { group_session_timeout_ms: 10_000, ..Config::default() };
     let h = Harness::with_config(config).await;
     let e = h.engine();
     e.create("jobs", Some(4), None, None).await.unwrap();
     for i in 0..40u8 {
-        e.append("jobs", keyed(&format!("k{i}"), vec![i]), None)
-            .await
-            .unwrap();
+        e.append("jobs", keyed(&format!("k{i}"), vec![i]), None).await.unwrap();
     }
     let member = |id: u64, m: Option<&str>| Read {
         id,
@@ -394,33 +274,19 @@ async fn groups_should_rebalance_on_join_leave_and_timeout_and_fence_stale_membe
         ..read("jobs", None, ReadFrom::Earliest, 0)
     };
     let (mut a, body) = h.reader(member(1, None)).await.unwrap();
-    assert!(matches!(
-        body,
-        ReplyBody::ReadStarted {
-            member: Some(_),
-            ..
-        }
-    ));
+    assert!(matches!(body, ReplyBody::ReadStarted { member: Some(_), .. }));
     let (gen_a, parts) = assigned_partitions(&mut a).await;
     assert_eq!(parts.len(), 4);
-    assert!(
-        parts.iter().all(|p| p.offset == 0),
-        "no committed offset: start at earliest"
-    );
+    assert!(parts.iter().all(|p| p.offset == 0), "no committed offset: start at earliest");
 
     let (mut b, _) = h.reader(member(2, None)).await.unwrap();
     let (gen_b, b_parts) = assigned_partitions(&mut b).await;
     assert_eq!(b_parts.len(), 2);
-    let ServerFrame::Revoked(revoked) = a.next_frame().await else {
-        panic!()
-    };
+    let ServerFrame::Revoked(revoked) = a.next_frame().await else { panic!() };
     assert_eq!(revoked.partitions.len(), 2);
     let moved = b_parts[0].partition;
     // a no longer owns `moved`: its commit there is fenced.
-    let err = e
-        .commit("jobs", "workers", moved, 5, gen_a)
-        .await
-        .unwrap_err();
+    let err = e.commit("jobs", "workers", moved, 5, gen_a).await.unwrap_err();
     assert_eq!(code(&err), ErrorCode::StaleGeneration);
     e.commit("jobs", "workers", moved, 5, gen_b).await.unwrap();
 
@@ -428,33 +294,19 @@ async fn groups_should_rebalance_on_join_leave_and_timeout_and_fence_stale_membe
     b.disconnect().await;
     h.clock.advance(5_000);
     e.enforce_retention().await.unwrap();
-    let expired = e
-        .groups
-        .expire(switchboard_server::clock::Clock::now_ms(&*h.clock), 10_000);
+    let expired = e.groups.expire(switchboard_server::clock::Clock::now_ms(&*h.clock), 10_000);
     assert!(expired.is_empty());
     // ...and a reconnect with its member id resumes them without a rebalance.
-    let b_id = h
-        .engine()
-        .groups
-        .disconnected_members()
-        .pop()
-        .expect("b is still a member");
+    let b_id = h.engine().groups.disconnected_members().pop().expect("b is still a member");
     let (mut b2, _) = h.reader(member(3, Some(&b_id))).await.unwrap();
     let (_, resumed) = assigned_partitions(&mut b2).await;
     assert_eq!(resumed.len(), 2);
     assert_eq!(
-        resumed
-            .iter()
-            .find(|p| p.partition == moved)
-            .unwrap()
-            .offset,
+        resumed.iter().find(|p| p.partition == moved).unwrap().offset,
         5,
         "from the committed offset"
     );
-    assert!(
-        a.frame_within(Duration::from_millis(100)).await.is_none(),
-        "a saw no rebalance"
-    );
+    assert!(a.frame_within(Duration::from_millis(100)).await.is_none(), "a saw no rebalance");
 
     // b2's session drops and stays away past the timeout: a gets everything back.
     b2.disconnect().await;
@@ -475,11 +327,7 @@ async fn groups_should_rebalance_on_join_leave_and_timeout_and_fence_stale_membe
 
 #[tokio::test]
 async fn bad_stream_requests_should_get_typed_errors_and_write_nothing() {
-    let h = Harness::with_config(Config {
-        max_record_bytes: 2048,
-        ..Config::default()
-    })
-    .await;
+    let h = Harness::with_config(Config { max_record_bytes: 2048, ..Config::default() }).await;
     let e = h.engine();
     assert_eq!(
         code(&e.append("bad name", record("x"), None).await.unwrap_err()),
@@ -490,11 +338,7 @@ async fn bad_stream_requests_should_get_typed_errors_and_write_nothing() {
         ErrorCode::InvalidName
     );
     assert_eq!(
-        code(
-            &e.append("big", record(vec![0u8; 4096]), None)
-                .await
-                .unwrap_err()
-        ),
+        code(&e.append("big", record(vec![0u8; 4096]), None).await.unwrap_err()),
         ErrorCode::PayloadTooLarge
     );
     assert!(e.list().is_empty(), "nothing was created");
@@ -506,10 +350,7 @@ async fn bad_stream_requests_should_get_typed_errors_and_write_nothing() {
         code(&e.create("s", Some(5000), None, None).await.unwrap_err()),
         ErrorCode::InvalidArgument
     );
-    let zero = Retention {
-        max_records: Some(0),
-        ..Default::default()
-    };
+    let zero = Retention { max_records: Some(0), ..Default::default() };
     assert_eq!(
         code(&e.create("s", None, Some(zero), None).await.unwrap_err()),
         ErrorCode::InvalidArgument
@@ -522,22 +363,11 @@ async fn bad_stream_requests_should_get_typed_errors_and_write_nothing() {
     assert!(e.list().is_empty());
 
     assert_eq!(
-        code(
-            &h.reader(read("missing", None, ReadFrom::Earliest, 1))
-                .await
-                .err()
-                .unwrap()
-        ),
+        code(&h.reader(read("missing", None, ReadFrom::Earliest, 1)).await.err().unwrap()),
         ErrorCode::NotFound
     );
-    assert_eq!(
-        code(&e.describe("missing").await.unwrap_err()),
-        ErrorCode::NotFound
-    );
-    assert_eq!(
-        code(&e.delete("missing").await.unwrap_err()),
-        ErrorCode::NotFound
-    );
+    assert_eq!(code(&e.describe("missing").await.unwrap_err()), ErrorCode::NotFound);
+    assert_eq!(code(&e.delete("missing").await.unwrap_err()), ErrorCode::NotFound);
 
     e.create("s", Some(2), None, None).await.unwrap();
     assert_eq!(
@@ -548,25 +378,12 @@ async fn bad_stream_requests_should_get_typed_errors_and_write_nothing() {
     let err = h.read_all("s", 0, ReadFrom::Offset(99)).await.unwrap_err();
     assert_eq!(code(&err), ErrorCode::OffsetOutOfRange);
     let wrong_partition = read("s", Some(7), ReadFrom::Earliest, 1);
-    assert_eq!(
-        code(&h.reader(wrong_partition).await.err().unwrap()),
-        ErrorCode::InvalidArgument
-    );
-    let stale = Read {
-        epoch: Some(1),
-        ..read("s", None, ReadFrom::Earliest, 1)
-    };
+    assert_eq!(code(&h.reader(wrong_partition).await.err().unwrap()), ErrorCode::InvalidArgument);
+    let stale = Read { epoch: Some(1), ..read("s", None, ReadFrom::Earliest, 1) };
     let err = h.reader(stale).await.err().unwrap();
     assert_eq!(code(&err), ErrorCode::EpochMismatch);
     assert_eq!(err.epoch, Some(e.list()[0].epoch));
-    let total: u64 = e
-        .describe("s")
-        .await
-        .unwrap()
-        .partitions
-        .iter()
-        .map(|p| p.records)
-        .sum();
+    let total: u64 = e.describe("s").await.unwrap().partitions.iter().map(|p| p.records).sum();
     assert_eq!(total, 1, "only the one good append was written");
 }
 
@@ -575,10 +392,7 @@ async fn deleting_a_stream_should_end_its_readers_and_a_recreated_stream_should_
     let h = Harness::new().await;
     let e = h.engine();
     let first = e.create("temp", None, None, None).await.unwrap();
-    let (mut reader, _) = h
-        .reader(read("temp", None, ReadFrom::Latest, 10))
-        .await
-        .unwrap();
+    let (mut reader, _) = h.reader(read("temp", None, ReadFrom::Latest, 10)).await.unwrap();
     e.delete("temp").await.unwrap();
     match reader.next_frame().await {
         ServerFrame::ReaderClosed(c) => assert_eq!(code(&c.error), ErrorCode::NotFound),
@@ -586,35 +400,17 @@ async fn deleting_a_stream_should_end_its_readers_and_a_recreated_stream_should_
     }
     let second = e.create("temp", None, None, None).await.unwrap();
     assert_ne!(first.epoch, second.epoch);
-    let resume = Read {
-        epoch: Some(first.epoch),
-        ..read("temp", None, ReadFrom::Earliest, 1)
-    };
-    assert_eq!(
-        code(&h.reader(resume).await.err().unwrap()),
-        ErrorCode::EpochMismatch
-    );
+    let resume = Read { epoch: Some(first.epoch), ..read("temp", None, ReadFrom::Earliest, 1) };
+    assert_eq!(code(&h.reader(resume).await.err().unwrap()), ErrorCode::EpochMismatch);
 }
 
 #[tokio::test]
 async fn an_interval_durability_stream_should_acknowledge_and_keep_its_records() {
     let mut h = Harness::new().await;
-    h.engine()
-        .create("metrics", None, None, Some(Durability::Interval(20)))
-        .await
-        .unwrap();
+    h.engine().create("metrics", None, None, Some(Durability::Interval(20))).await.unwrap();
     for i in 0..50u8 {
-        h.engine()
-            .append("metrics", record(vec![i]), None)
-            .await
-            .unwrap();
+        h.engine().append("metrics", record(vec![i]), None).await.unwrap();
     }
     h.restart().await;
-    assert_eq!(
-        h.read_all("metrics", 0, ReadFrom::Earliest)
-            .await
-            .unwrap()
-            .len(),
-        50
-    );
+    assert_eq!(h.read_all("metrics", 0, ReadFrom::Earliest).await.unwrap().len(), 50);
 }

@@ -37,16 +37,10 @@ impl ModelStream {
         }
     }
     fn high(&self, p: usize) -> u64 {
-        self.partitions[p]
-            .last()
-            .map_or(self.low[p], |r| r.offset + 1)
+        self.partitions[p].last().map_or(self.low[p], |r| r.offset + 1)
     }
     fn stored(&self, p: usize) -> Vec<Rec> {
-        self.partitions[p]
-            .iter()
-            .filter(|r| r.offset >= self.low[p])
-            .cloned()
-            .collect()
+        self.partitions[p].iter().filter(|r| r.offset >= self.low[p]).cloned().collect()
     }
 }
 
@@ -61,37 +55,15 @@ const WINDOW: u64 = 120_000;
 async fn run(seed: u64, steps: usize) {
     let mut h = Harness::new().await;
     let mut rng = Rng(seed);
-    let mut model = Model {
-        streams: HashMap::new(),
-        dedup: HashMap::new(),
-    };
+    let mut model = Model { streams: HashMap::new(), dedup: HashMap::new() };
     let setups = [
         ("plain", 3, Retention::default()),
-        (
-            "capped",
-            1,
-            Retention {
-                max_records: Some(20),
-                ..Retention::default()
-            },
-        ),
-        (
-            "aging",
-            2,
-            Retention {
-                max_age_ms: Some(100_000),
-                ..Retention::default()
-            },
-        ),
+        ("capped", 1, Retention { max_records: Some(20), ..Retention::default() }),
+        ("aging", 2, Retention { max_age_ms: Some(100_000), ..Retention::default() }),
     ];
     for (name, partitions, retention) in setups {
-        h.engine()
-            .create(name, Some(partitions), Some(retention), None)
-            .await
-            .unwrap();
-        model
-            .streams
-            .insert(name.into(), ModelStream::new(partitions, retention));
+        h.engine().create(name, Some(partitions), Some(retention), None).await.unwrap();
+        model.streams.insert(name.into(), ModelStream::new(partitions, retention));
     }
     let names = ["plain", "capped", "aging"];
     for step in 0..steps {
@@ -247,13 +219,7 @@ async fn run(seed: u64, steps: usize) {
 
 #[tokio::test]
 async fn the_engine_should_agree_with_the_model_across_random_histories() {
-    for seed in [
-        0x9e37_79b9_7f4a_7c15,
-        42,
-        7_777_777,
-        0xdead_beef,
-        123_456_789,
-    ] {
+    for seed in [0x9e37_79b9_7f4a_7c15, 42, 7_777_777, 0xdead_beef, 123_456_789] {
         run(seed, 250).await;
     }
 }

@@ -15,11 +15,7 @@ fn record(offset: u64) -> Record {
         offset,
         timestamp: 1_700_000_000_000 + offset,
         key: offset.is_multiple_of(2).then(|| format!("k{offset}")),
-        headers: if offset.is_multiple_of(3) {
-            headers()
-        } else {
-            Headers::new()
-        },
+        headers: if offset.is_multiple_of(3) { headers() } else { Headers::new() },
         data: Payload::from(vec![offset as u8; offset as usize]),
     }
 }
@@ -39,35 +35,19 @@ fn info() -> StreamInfo {
 fn a_records_frame_built_from_stored_records_should_equal_the_encoded_frame() {
     for (reader, partition, n) in [(1, 0, 0), (300, 70_000, 3), (u64::MAX, u32::MAX, 40)] {
         let records: Vec<Record> = (0..n).map(record).collect();
-        let stored: Vec<Vec<u8>> = records
-            .iter()
-            .map(|r| encode(r, Format::MsgPack).unwrap())
-            .collect();
-        let expected = encode(
-            &ServerFrame::Records(Records {
-                reader,
-                partition,
-                records,
-            }),
-            Format::MsgPack,
-        )
-        .unwrap();
+        let stored: Vec<Vec<u8>> =
+            records.iter().map(|r| encode(r, Format::MsgPack).unwrap()).collect();
+        let expected =
+            encode(&ServerFrame::Records(Records { reader, partition, records }), Format::MsgPack)
+                .unwrap();
         assert_eq!(encode_records_msgpack(reader, partition, &stored), expected);
     }
 }
 
 fn client_frames() -> Vec<ClientFrame> {
     vec![
-        ClientFrame::Hello(Hello {
-            version: 1,
-            token: Some("t".into()),
-            client: None,
-        }),
-        ClientFrame::Hello(Hello {
-            version: 1,
-            token: None,
-            client: Some("c".into()),
-        }),
+        ClientFrame::Hello(Hello { version: 1, token: Some("t".into()), client: None }),
+        ClientFrame::Hello(Hello { version: 1, token: None, client: Some("c".into()) }),
         ClientFrame::Ping(Ping { id: 7 }),
         ClientFrame::Publish(Publish {
             id: u64::MAX,
@@ -81,14 +61,8 @@ fn client_frames() -> Vec<ClientFrame> {
             data: Payload::from("text"),
             headers: Headers::new(),
         }),
-        ClientFrame::Subscribe(Subscribe {
-            id: 2,
-            pattern: "a.>".into(),
-        }),
-        ClientFrame::Unsubscribe(Unsubscribe {
-            id: 3,
-            pattern: "*.b".into(),
-        }),
+        ClientFrame::Subscribe(Subscribe { id: 2, pattern: "a.>".into() }),
+        ClientFrame::Unsubscribe(Unsubscribe { id: 3, pattern: "*.b".into() }),
         ClientFrame::CreateStream(CreateStream {
             id: 4,
             stream: "orders".into(),
@@ -113,21 +87,14 @@ fn client_frames() -> Vec<ClientFrame> {
             stream: "orders".into(),
             partition: None,
             from: ReadFrom::Time(123),
-            positions: vec![PartitionOffset {
-                partition: 1,
-                offset: 7,
-            }],
+            positions: vec![PartitionOffset { partition: 1, offset: 7 }],
             epoch: Some(99),
             credit: 100,
             group: Some("g".into()),
             member: Some("m".into()),
             auto_commit: true,
         }),
-        ClientFrame::Credit(Credit {
-            id: 7,
-            reader: 1,
-            n: 10,
-        }),
+        ClientFrame::Credit(Credit { id: 7, reader: 1, n: 10 }),
         ClientFrame::CloseReader(CloseReader { id: 8, reader: 1 }),
         ClientFrame::Commit(Commit {
             id: 9,
@@ -138,14 +105,8 @@ fn client_frames() -> Vec<ClientFrame> {
             generation: 3,
         }),
         ClientFrame::ListStreams(ListStreams { id: 10 }),
-        ClientFrame::DescribeStream(StreamRef {
-            id: 11,
-            stream: "orders".into(),
-        }),
-        ClientFrame::DeleteStream(StreamRef {
-            id: 12,
-            stream: "orders".into(),
-        }),
+        ClientFrame::DescribeStream(StreamRef { id: 11, stream: "orders".into() }),
+        ClientFrame::DeleteStream(StreamRef { id: 12, stream: "orders".into() }),
     ]
 }
 
@@ -157,14 +118,8 @@ fn server_frames() -> Vec<ServerFrame> {
             protocol: 1,
             limits: Limits::default(),
         }),
-        ServerFrame::Ok(Reply {
-            id: 1,
-            result: None,
-        }),
-        ServerFrame::Ok(Reply {
-            id: 2,
-            result: Some(ReplyBody::Published { receivers: 3 }),
-        }),
+        ServerFrame::Ok(Reply { id: 1, result: None }),
+        ServerFrame::Ok(Reply { id: 2, result: Some(ReplyBody::Published { receivers: 3 }) }),
         ServerFrame::Error(ErrorFrame::new(Some(4), ErrorCode::InvalidName, "bad")),
         ServerFrame::Error(ErrorFrame::new(None, ErrorCode::MalformedFrame, "bad")),
         ServerFrame::Deliver(Deliver {
@@ -172,10 +127,7 @@ fn server_frames() -> Vec<ServerFrame> {
             data: Payload::from(vec![1, 2, 255]),
             headers: headers(),
         }),
-        ServerFrame::Notice(Notice::Lagged {
-            topic: "a.b".into(),
-            missed: 12,
-        }),
+        ServerFrame::Notice(Notice::Lagged { topic: "a.b".into(), missed: 12 }),
         ServerFrame::Records(Records {
             reader: 1,
             partition: 2,
@@ -184,15 +136,9 @@ fn server_frames() -> Vec<ServerFrame> {
         ServerFrame::Assigned(Assigned {
             reader: 1,
             generation: 4,
-            partitions: vec![PartitionOffset {
-                partition: 0,
-                offset: 3,
-            }],
+            partitions: vec![PartitionOffset { partition: 0, offset: 3 }],
         }),
-        ServerFrame::Revoked(Revoked {
-            reader: 1,
-            partitions: vec![0, 2],
-        }),
+        ServerFrame::Revoked(Revoked { reader: 1, partitions: vec![0, 2] }),
         ServerFrame::ReaderClosed(ReaderClosed {
             reader: 1,
             error: ErrorFrame {
@@ -202,35 +148,21 @@ fn server_frames() -> Vec<ServerFrame> {
         }),
         ServerFrame::Ok(Reply {
             id: 3,
-            result: Some(ReplyBody::Appended {
-                partition: 1,
-                offset: 2,
-                timestamp: 3,
-            }),
+            result: Some(ReplyBody::Appended { partition: 1, offset: 2, timestamp: 3 }),
         }),
-        ServerFrame::Ok(Reply {
-            id: 7,
-            result: Some(ReplyBody::Stream(info())),
-        }),
+        ServerFrame::Ok(Reply { id: 7, result: Some(ReplyBody::Stream(info())) }),
         ServerFrame::Ok(Reply {
             id: 4,
             result: Some(ReplyBody::ReadStarted {
                 reader: 1,
                 epoch: 2,
                 member: Some("m".into()),
-                partitions: vec![ReaderPartition {
-                    partition: 0,
-                    next: 1,
-                    low: 0,
-                    high: 5,
-                }],
+                partitions: vec![ReaderPartition { partition: 0, next: 1, low: 0, high: 5 }],
             }),
         }),
         ServerFrame::Ok(Reply {
             id: 5,
-            result: Some(ReplyBody::Streams {
-                streams: vec![info()],
-            }),
+            result: Some(ReplyBody::Streams { streams: vec![info()] }),
         }),
         ServerFrame::Ok(Reply {
             id: 6,
@@ -279,11 +211,8 @@ fn every_server_frame_should_round_trip_in_both_formats() {
 
 #[test]
 fn json_frames_should_be_readable_by_hand() {
-    let frame: ClientFrame = decode_client(
-        br#"{"publish":{"id":5,"topic":"a.b","data":"hi"}}"#,
-        Format::Json,
-    )
-    .unwrap();
+    let frame: ClientFrame =
+        decode_client(br#"{"publish":{"id":5,"topic":"a.b","data":"hi"}}"#, Format::Json).unwrap();
     assert_eq!(
         frame,
         ClientFrame::Publish(Publish {
@@ -293,14 +222,7 @@ fn json_frames_should_be_readable_by_hand() {
             headers: Headers::new()
         })
     );
-    let ok = encode(
-        &ServerFrame::Ok(Reply {
-            id: 5,
-            result: None,
-        }),
-        Format::Json,
-    )
-    .unwrap();
+    let ok = encode(&ServerFrame::Ok(Reply { id: 5, result: None }), Format::Json).unwrap();
     assert_eq!(ok, br#"{"ok":{"id":5}}"#);
 }
 
@@ -308,12 +230,7 @@ fn json_frames_should_be_readable_by_hand() {
 fn msgpack_should_use_named_fields() {
     let bytes = encode(&ClientFrame::Ping(Ping { id: 1 }), Format::MsgPack).unwrap();
     // {"ping": {"id": 1}}
-    assert_eq!(
-        bytes,
-        [
-            0x81, 0xa4, b'p', b'i', b'n', b'g', 0x81, 0xa2, b'i', b'd', 0x01
-        ]
-    );
+    assert_eq!(bytes, [0x81, 0xa4, b'p', b'i', b'n', b'g', 0x81, 0xa2, b'i', b'd', 0x01]);
 }
 
 fn code_of(bytes: &[u8], format: Format) -> (ErrorCode, Option<u64>) {
@@ -323,30 +240,17 @@ fn code_of(bytes: &[u8], format: Format) -> (ErrorCode, Option<u64>) {
 
 #[test]
 fn garbage_should_be_malformed() {
-    assert_eq!(
-        code_of(b"\xc1\xc1", Format::MsgPack).0,
-        ErrorCode::MalformedFrame
-    );
-    assert_eq!(
-        code_of(b"not json", Format::Json).0,
-        ErrorCode::MalformedFrame
-    );
+    assert_eq!(code_of(b"\xc1\xc1", Format::MsgPack).0, ErrorCode::MalformedFrame);
+    assert_eq!(code_of(b"not json", Format::Json).0, ErrorCode::MalformedFrame);
     assert_eq!(code_of(b"", Format::MsgPack).0, ErrorCode::MalformedFrame);
-    assert_eq!(
-        code_of(b"{\"ping\":", Format::Json).0,
-        ErrorCode::MalformedFrame
-    );
+    assert_eq!(code_of(b"{\"ping\":", Format::Json).0, ErrorCode::MalformedFrame);
 }
 
 #[test]
 fn truncated_msgpack_should_be_malformed() {
     let bytes = encode(&client_frames()[3], Format::MsgPack).unwrap();
     for cut in 0..bytes.len() {
-        assert_eq!(
-            code_of(&bytes[..cut], Format::MsgPack).0,
-            ErrorCode::MalformedFrame,
-            "{cut}"
-        );
+        assert_eq!(code_of(&bytes[..cut], Format::MsgPack).0, ErrorCode::MalformedFrame, "{cut}");
     }
 }
 
@@ -354,10 +258,7 @@ fn truncated_msgpack_should_be_malformed() {
 fn trailing_bytes_should_be_malformed() {
     let mut bytes = encode(&ClientFrame::Ping(Ping { id: 1 }), Format::MsgPack).unwrap();
     bytes.push(0x01);
-    assert_eq!(
-        code_of(&bytes, Format::MsgPack).0,
-        ErrorCode::MalformedFrame
-    );
+    assert_eq!(code_of(&bytes, Format::MsgPack).0, ErrorCode::MalformedFrame);
 }
 
 #[test]
@@ -371,19 +272,13 @@ fn unknown_op_should_be_named_and_keep_the_id() {
         std::collections::BTreeMap::from([("id", 11u64)]),
     )]))
     .unwrap();
-    assert_eq!(
-        code_of(&bytes, Format::MsgPack),
-        (ErrorCode::UnknownOp, Some(11))
-    );
+    assert_eq!(code_of(&bytes, Format::MsgPack), (ErrorCode::UnknownOp, Some(11)));
 }
 
 #[test]
 fn wrong_field_types_should_be_invalid_and_keep_the_id() {
     assert_eq!(
-        code_of(
-            br#"{"publish":{"id":3,"topic":5,"data":"x"}}"#,
-            Format::Json
-        ),
+        code_of(br#"{"publish":{"id":3,"topic":5,"data":"x"}}"#, Format::Json),
         (ErrorCode::InvalidFrame, Some(3))
     );
     assert_eq!(
@@ -402,17 +297,7 @@ fn wrong_field_types_should_be_invalid_and_keep_the_id() {
 
 #[test]
 fn documents_that_are_not_frames_should_be_invalid() {
-    for doc in [
-        &b"42"[..],
-        b"[1,2]",
-        b"{}",
-        br#"{"ping":{"id":1},"publish":{}}"#,
-        b"\"ping\"",
-    ] {
-        assert_eq!(
-            code_of(doc, Format::Json).0,
-            ErrorCode::InvalidFrame,
-            "{doc:?}"
-        );
+    for doc in [&b"42"[..], b"[1,2]", b"{}", br#"{"ping":{"id":1},"publish":{}}"#, b"\"ping\""] {
+        assert_eq!(code_of(doc, Format::Json).0, ErrorCode::InvalidFrame, "{doc:?}");
     }
 }

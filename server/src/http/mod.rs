@@ -28,10 +28,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route(WS_PATH, get(upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/stats", get(stats))
-        .route(
-            "/api/{*rest}",
-            get(|| async { ApiError::not_found("no such API route") }),
-        );
+        .route("/api/{*rest}", get(|| async { ApiError::not_found("no such API route") }));
     if let Some(docs) = folder(hub.config.docs_dir.clone(), "docs") {
         router = router.nest_service("/docs", ServeDir::new(docs));
     }
@@ -50,9 +47,7 @@ fn folder(configured: Option<PathBuf>, name: &str) -> Option<PathBuf> {
     if local.is_dir() {
         return Some(local);
     }
-    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(name);
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(name);
     source.is_dir().then_some(source)
 }
 
@@ -102,11 +97,7 @@ struct ApiErrorBody<'a> {
 impl ApiError {
     /// An error with an explicit status.
     pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
+        ApiError { status, code, message: message.into() }
     }
 
     /// A 404 `not_found`.

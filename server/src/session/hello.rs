@@ -78,10 +78,7 @@ fn check(bytes: &[u8], format: Format, hub: &Hub) -> Result<Hello, (ErrorFrame, 
         return refuse(
             None,
             ErrorCode::FrameTooLarge,
-            format!(
-                "frame of {} bytes exceeds max_frame_bytes {max}",
-                bytes.len()
-            ),
+            format!("frame of {} bytes exceeds max_frame_bytes {max}", bytes.len()),
             CloseCode::HelloRequired,
         );
     }

@@ -11,6 +11,7 @@
 
 mod hello;
 pub mod outbox;
+mod queue_requests;
 mod requests;
 
 use std::collections::{HashMap, HashSet};
@@ -72,14 +73,19 @@ where
         subscriptions: HashSet::new(),
         bad_frames: 0,
         readers: HashMap::new(),
+        consumers: HashMap::new(),
         next_reader: 0,
         in_flight: FuturesUnordered::new(),
     };
     let end = session.run(&mut stream, &mut writer).await;
-    hub.topics
-        .remove_session(id, session.subscriptions.iter().map(String::as_str));
+    hub.topics.remove_session(id, session.subscriptions.iter().map(String::as_str));
     for (_, reader) in session.readers.drain() {
         hub.streams.close_reader(reader, false).await;
+    }
+    // Leases of this session's consumers run to their deadlines: a client that reconnects soon
+    // can still settle them.
+    for (consumer, queue) in session.consumers.drain() {
+        hub.queues.stop_consume(&queue, consumer).await;
     }
     if let End::Close(_) = end {
         // Answer what is already in flight (appends waiting for their commit) before closing.
@@ -111,9 +117,7 @@ where
             tracing::debug!(session = id, "session ended by the client");
         }
     }
-    hub.stats
-        .sessions
-        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    hub.stats.sessions.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Why a session loop ended.
@@ -137,6 +141,8 @@ struct Session {
     subscriptions: HashSet<String>,
     bad_frames: u32,
     readers: HashMap<u64, ReaderHandle>,
+    /// Push consumers of this session: id → queue.
+    consumers: HashMap<u64, String>,
     next_reader: u64,
     in_flight: FuturesUnordered<futures_util::future::BoxFuture<'static, Finished>>,
 }
@@ -231,10 +237,7 @@ where
 }
 
 fn close_message(code: CloseCode) -> Message {
-    Message::Close(Some(CloseFrame {
-        code: code.as_u16(),
-        reason: code.name().into(),
-    }))
+    Message::Close(Some(CloseFrame { code: code.as_u16(), reason: code.name().into() }))
 }
 
 /// Sends a close frame and waits briefly for the client's answer.

@@ -308,12 +308,7 @@ mod tests {
             ]
         );
         assert_eq!(o.deliver("a", msg(60), 60), Delivery::Queued);
-        assert_eq!(
-            o.stats
-                .dropped_slow
-                .load(std::sync::atomic::Ordering::Relaxed),
-            3
-        );
+        assert_eq!(o.stats.dropped_slow.load(std::sync::atomic::Ordering::Relaxed), 3);
     }
 
     #[tokio::test]

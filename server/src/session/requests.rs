@@ -26,29 +26,17 @@ pub(super) struct Failure {
 }
 
 impl Failure {
-    fn bad(id: Option<u64>, code: ErrorCode, message: impl Into<String>) -> Self {
-        Failure {
-            error: ErrorFrame::new(id, code, message),
-            bad: true,
-        }
+    pub(super) fn bad(id: Option<u64>, code: ErrorCode, message: impl Into<String>) -> Self {
+        Failure { error: ErrorFrame::new(id, code, message), bad: true }
     }
 
     fn refused(id: u64, code: ErrorCode, message: impl Into<String>) -> Self {
-        Failure {
-            error: ErrorFrame::new(Some(id), code, message),
-            bad: false,
-        }
+        Failure { error: ErrorFrame::new(Some(id), code, message), bad: false }
     }
 
-    fn stream(id: u64, error: StreamError) -> Self {
+    pub(super) fn stream(id: u64, error: StreamError) -> Self {
         let bad = error.code == ErrorCode::InvalidName.as_u16();
-        Failure {
-            error: ErrorFrame {
-                id: Some(id),
-                ..error
-            },
-            bad,
-        }
+        Failure { error: ErrorFrame { id: Some(id), ..error }, bad }
     }
 }
 
@@ -56,20 +44,19 @@ impl Failure {
 pub(super) type Finished = (Format, Result<Reply, Failure>);
 
 /// How a request was handled.
-enum Handled {
+pub(super) enum Handled {
     Now(Result<Reply, Failure>),
     Later(u64, BoxFuture<'static, Result<Reply, Failure>>),
     Reader(Reply, PendingReader),
+    /// A push consumer to start once its reply is queued: (queue, consumer id, prefetch).
+    Consumer(Reply, String, u64, u32),
 }
 
-fn ok(id: u64, body: ReplyBody) -> Result<Reply, Failure> {
-    Ok(Reply {
-        id,
-        result: Some(body),
-    })
+pub(super) fn ok(id: u64, body: ReplyBody) -> Result<Reply, Failure> {
+    Ok(Reply { id, result: Some(body) })
 }
 
-fn done(id: u64) -> Result<Reply, Failure> {
+pub(super) fn done(id: u64) -> Result<Reply, Failure> {
     Ok(Reply { id, result: None })
 }
 
@@ -91,14 +78,22 @@ impl Session {
                     );
                     self.answer(format, Err(failure))
                 } else {
-                    self.in_flight
-                        .push(future.map(move |outcome| (format, outcome)).boxed());
+                    self.in_flight.push(future.map(move |outcome| (format, outcome)).boxed());
                     Flow::Continue
                 }
             }
             Handled::Reader(reply, pending) => {
                 let flow = self.answer(format, Ok(reply));
                 pending.start().await;
+                flow
+            }
+            Handled::Consumer(reply, queue, consumer, prefetch) => {
+                let flow = self.answer(format, Ok(reply));
+                let started =
+                    self.hub.queues.consume(&queue, consumer, prefetch, self.outbox.clone()).await;
+                if started.is_ok() {
+                    self.consumers.insert(consumer, queue);
+                }
                 flow
             }
         }
@@ -136,10 +131,7 @@ impl Session {
             return Handled::Now(Err(Failure::bad(
                 None,
                 ErrorCode::FrameTooLarge,
-                format!(
-                    "frame of {} bytes exceeds max_frame_bytes {max}",
-                    bytes.len()
-                ),
+                format!("frame of {} bytes exceeds max_frame_bytes {max}", bytes.len()),
             )));
         }
         let frame = match codec::decode_client(bytes, format) {
@@ -160,21 +152,14 @@ impl Session {
             ClientFrame::CreateStream(c) => Handled::Later(
                 c.id,
                 Box::pin(async move {
-                    match streams
-                        .create(&c.stream, c.partitions, c.retention, c.durability)
-                        .await
-                    {
+                    match streams.create(&c.stream, c.partitions, c.retention, c.durability).await {
                         Ok(info) => ok(c.id, ReplyBody::Stream(info)),
                         Err(e) => Err(Failure::stream(c.id, e)),
                     }
                 }),
             ),
             ClientFrame::Append(a) => {
-                let record = NewRecord {
-                    key: a.key,
-                    headers: a.headers,
-                    data: a.data,
-                };
+                let record = NewRecord { key: a.key, headers: a.headers, data: a.data };
                 Handled::Later(
                     a.id,
                     Box::pin(async move {
@@ -198,13 +183,7 @@ impl Session {
                 match streams.open_reader(&r, reader, self.outbox.clone()).await {
                     Ok((handle, pending, body)) => {
                         self.readers.insert(reader, handle);
-                        Handled::Reader(
-                            Reply {
-                                id: r.id,
-                                result: Some(body),
-                            },
-                            pending,
-                        )
+                        Handled::Reader(Reply { id: r.id, result: Some(body) }, pending)
                     }
                     Err(e) => Handled::Now(Err(Failure::stream(r.id, e))),
                 }
@@ -244,12 +223,9 @@ impl Session {
                     }
                 }),
             ),
-            ClientFrame::ListStreams(l) => Handled::Now(ok(
-                l.id,
-                ReplyBody::Streams {
-                    streams: streams.list(),
-                },
-            )),
+            ClientFrame::ListStreams(l) => {
+                Handled::Now(ok(l.id, ReplyBody::Streams { streams: streams.list() }))
+            }
             ClientFrame::DescribeStream(d) => Handled::Later(
                 d.id,
                 Box::pin(async move {
@@ -268,17 +244,15 @@ impl Session {
                     }
                 }),
             ),
+            queue_frame => self.queue_request(queue_frame).await,
         }
     }
 
     fn publish(&mut self, p: switchboard_protocol::Publish) -> Result<Reply, Failure> {
         names::validate_topic(&p.topic)
             .map_err(|e| Failure::bad(Some(p.id), ErrorCode::InvalidName, e.to_string()))?;
-        let receivers = self.hub.topics.publish(Deliver {
-            topic: p.topic,
-            data: p.data,
-            headers: p.headers,
-        });
+        let receivers =
+            self.hub.topics.publish(Deliver { topic: p.topic, data: p.data, headers: p.headers });
         ok(p.id, ReplyBody::Published { receivers })
     }
 

@@ -4,6 +4,7 @@
 //! it opens, so two hubs can never share a data directory. redb is synchronous: every call here
 //! runs on a blocking thread, never on the async runtime's worker threads.
 
+pub mod queues;
 pub mod streams;
 pub mod tables;
 pub mod writer;
@@ -25,10 +26,7 @@ pub const FORMAT_VERSION: u64 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("cannot create data directory {path}: {source}")]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    CreateDir { path: PathBuf, source: std::io::Error },
     #[error("data directory {0} is in use by another hub")]
     Locked(PathBuf),
     #[error(
@@ -50,12 +48,7 @@ macro_rules! from_redb {
         }
     )*};
 }
-from_redb!(
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+from_redb!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
 
 /// Why a storage operation failed. Everything but [`OpError::Storage`], [`OpError::Corrupt`]
 /// and [`OpError::Closed`] is the operation's own fault and leaves the rest of its batch alone.
@@ -69,6 +62,10 @@ pub enum OpError {
     Invalid(String),
     #[error("{message}")]
     OutOfRange { message: String, low: u64 },
+    #[error("{0}")]
+    Full(String),
+    #[error("{0}")]
+    LeaseExpired(String),
     #[error("stored data cannot be decoded: {0}")]
     Corrupt(String),
     #[error("storage failed: {0}")]
@@ -80,10 +77,7 @@ pub enum OpError {
 impl OpError {
     /// Whether the error aborts the whole batch (the transaction may be half-written).
     pub fn is_fatal(&self) -> bool {
-        matches!(
-            self,
-            OpError::Storage(_) | OpError::Corrupt(_) | OpError::Closed
-        )
+        matches!(self, OpError::Storage(_) | OpError::Corrupt(_) | OpError::Closed)
     }
 }
 
@@ -125,10 +119,8 @@ impl Storage {
     }
 
     fn open_blocking(data_dir: &Path) -> Result<Storage, StorageError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StorageError::CreateDir {
-            path: data_dir.to_owned(),
-            source,
-        })?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| StorageError::CreateDir { path: data_dir.to_owned(), source })?;
         let path = data_dir.join(DB_FILE);
         let db = match Database::create(&path) {
             Ok(db) => db,
@@ -153,10 +145,7 @@ impl Storage {
             }
         }
         txn.commit()?;
-        Ok(Storage {
-            db: Arc::new(db),
-            path,
-        })
+        Ok(Storage { db: Arc::new(db), path })
     }
 
     /// The database, for the writer thread and for read transactions on blocking threads.
@@ -224,10 +213,7 @@ mod tests {
         let data = dir.path().join("nested/data");
         let storage = Storage::open(&data).await.unwrap();
         assert!(data.join(DB_FILE).exists());
-        assert_eq!(
-            storage.format_version().await.unwrap(),
-            Some(FORMAT_VERSION)
-        );
+        assert_eq!(storage.format_version().await.unwrap(), Some(FORMAT_VERSION));
     }
 
     #[tokio::test]

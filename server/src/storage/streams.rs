@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use bytes::Bytes;
-use redb::{ReadTransaction, ReadableTable, Table};
+use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
 use switchboard_protocol::codec::{self, Format};
 use switchboard_protocol::streams::{Durability, Record, Retention, StreamInfo, partition_for_key};
@@ -77,26 +77,10 @@ pub struct Appended {
 /// What changed, told to the stream engine right after the commit that made it durable.
 #[derive(Debug, Clone)]
 pub enum StreamEvent {
-    Created {
-        meta: StreamMeta,
-        parts: Vec<PartState>,
-    },
-    Appended {
-        stream: u64,
-        partition: u32,
-        offset: u64,
-        record: Bytes,
-    },
-    Trimmed {
-        stream: u64,
-        partition: u32,
-        low: u64,
-        bytes: u64,
-    },
-    Deleted {
-        stream: u64,
-        name: String,
-    },
+    Created { meta: StreamMeta, parts: Vec<PartState> },
+    Appended { stream: u64, partition: u32, offset: u64, record: Bytes },
+    Trimmed { stream: u64, partition: u32, low: u64, bytes: u64 },
+    Deleted { stream: u64, name: String },
 }
 
 /// The writer thread's view of every stream: the sequencer for offsets and timestamps.
@@ -111,32 +95,6 @@ struct Entry {
     meta: StreamMeta,
     parts: Vec<PartState>,
     round_robin: u32,
-}
-
-/// Tables the stream operations write, opened once per batch.
-pub struct StreamTables<'txn> {
-    pub streams: Table<'txn, &'static str, &'static [u8]>,
-    pub partitions: Table<'txn, (u64, u32), (u64, u64, u64, u64)>,
-    pub records: Table<'txn, (u64, u32, u64), &'static [u8]>,
-    pub times: Table<'txn, (u64, u32, u64, u64), ()>,
-    pub groups: Table<'txn, (u64, &'static str, u32), (u64, u64)>,
-    pub dedup: Table<'txn, (u64, &'static str), (&'static [u8], u64)>,
-    pub dedup_expiry: Table<'txn, (u64, u64, &'static str), ()>,
-}
-
-impl<'txn> StreamTables<'txn> {
-    /// Opens the tables in `txn`.
-    pub fn open(txn: &'txn redb::WriteTransaction) -> Result<Self, redb::TableError> {
-        Ok(StreamTables {
-            streams: txn.open_table(STREAMS)?,
-            partitions: txn.open_table(PARTITIONS)?,
-            records: txn.open_table(RECORDS)?,
-            times: txn.open_table(RECORD_TIMES)?,
-            groups: txn.open_table(GROUP_OFFSETS)?,
-            dedup: txn.open_table(DEDUP)?,
-            dedup_expiry: txn.open_table(DEDUP_EXPIRY)?,
-        })
-    }
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -162,51 +120,31 @@ impl StreamsState {
             let meta: StreamMeta = decode(value.value())?;
             let mut parts = Vec::with_capacity(meta.partitions as usize);
             for p in 0..meta.partitions {
-                let (low, high, bytes, last_ts) = partitions
-                    .get((meta.id, p))?
-                    .map(|v| v.value())
-                    .unwrap_or_default();
-                parts.push(PartState {
-                    low,
-                    high,
-                    bytes,
-                    last_ts,
-                });
+                let (low, high, bytes, last_ts) =
+                    partitions.get((meta.id, p))?.map(|v| v.value()).unwrap_or_default();
+                parts.push(PartState { low, high, bytes, last_ts });
             }
             state.names.insert(meta.id, meta.name.clone());
-            state.by_name.insert(
-                meta.name.clone(),
-                Entry {
-                    meta,
-                    parts,
-                    round_robin: 0,
-                },
-            );
+            state.by_name.insert(meta.name.clone(), Entry { meta, parts, round_robin: 0 });
         }
         Ok(state)
     }
 
     /// Every stream with its partitions, for the engine to build its live view at start.
     pub fn snapshot(&self) -> Vec<(StreamMeta, Vec<PartState>)> {
-        self.by_name
-            .values()
-            .map(|e| (e.meta.clone(), e.parts.clone()))
-            .collect()
+        self.by_name.values().map(|e| (e.meta.clone(), e.parts.clone())).collect()
     }
 
     /// The durability of a stream's appends (`Immediate` for unknown streams).
     pub fn durability(&self, name: &str) -> Durability {
-        self.by_name
-            .get(name)
-            .map(|e| e.meta.durability)
-            .unwrap_or_default()
+        self.by_name.get(name).map(|e| e.meta.durability).unwrap_or_default()
     }
 
     /// Creates a stream, or returns the existing one if the options match.
     #[allow(clippy::too_many_arguments)]
     pub fn create(
         &mut self,
-        t: &mut StreamTables<'_>,
+        t: &mut Tables<'_>,
         next_id: &mut u64,
         name: &str,
         options: &StreamOptions,
@@ -221,9 +159,7 @@ impl StreamsState {
             return if same {
                 Ok(e.meta.clone())
             } else {
-                Err(OpError::AlreadyExists(format!(
-                    "stream {name} exists with other options"
-                )))
+                Err(OpError::AlreadyExists(format!("stream {name} exists with other options")))
             };
         }
         let meta = StreamMeta {
@@ -241,19 +177,9 @@ impl StreamsState {
         for p in 0..options.partitions {
             t.partitions.insert((meta.id, p), (0, 0, 0, 0))?;
         }
-        events.push(StreamEvent::Created {
-            meta: meta.clone(),
-            parts: parts.clone(),
-        });
+        events.push(StreamEvent::Created { meta: meta.clone(), parts: parts.clone() });
         self.names.insert(meta.id, name.to_owned());
-        self.by_name.insert(
-            name.to_owned(),
-            Entry {
-                meta: meta.clone(),
-                parts,
-                round_robin: 0,
-            },
-        );
+        self.by_name.insert(name.to_owned(), Entry { meta: meta.clone(), parts, round_robin: 0 });
         Ok(meta)
     }
 
@@ -267,7 +193,7 @@ impl StreamsState {
     #[allow(clippy::too_many_arguments)]
     pub fn append(
         &mut self,
-        t: &mut StreamTables<'_>,
+        t: &mut Tables<'_>,
         name: &str,
         record: NewRecord,
         idempotency_key: Option<&str>,
@@ -307,8 +233,7 @@ impl StreamsState {
             headers: record.headers,
             data: record.data,
         });
-        t.records
-            .insert((id, partition, offset), stored.as_slice())?;
+        t.records.insert((id, partition, offset), stored.as_slice())?;
         if offset % TIME_INDEX_EVERY == 0 || offset == part.low {
             t.times.insert((id, partition, timestamp, offset), ())?;
         }
@@ -316,15 +241,10 @@ impl StreamsState {
         part.bytes += stored.len() as u64;
         part.last_ts = timestamp;
         dirty.insert((id, partition));
-        let appended = Appended {
-            partition,
-            offset,
-            timestamp,
-        };
+        let appended = Appended { partition, offset, timestamp };
         if let Some(key) = idempotency_key {
             let expires = now.saturating_add(dedup_window_ms);
-            t.dedup
-                .insert((id, key), (encode(&appended).as_slice(), expires))?;
+            t.dedup.insert((id, key), (encode(&appended).as_slice(), expires))?;
             t.dedup_expiry.insert((expires, id, key), ())?;
         }
         events.push(StreamEvent::Appended {
@@ -339,7 +259,7 @@ impl StreamsState {
     /// Writes the partition rows changed in this batch.
     pub fn flush_dirty(
         &self,
-        t: &mut StreamTables<'_>,
+        t: &mut Tables<'_>,
         dirty: &BTreeSet<(u64, u32)>,
     ) -> Result<(), OpError> {
         for &(id, p) in dirty {
@@ -350,8 +270,7 @@ impl StreamsState {
                 continue;
             };
             let s = entry.parts[p as usize];
-            t.partitions
-                .insert((id, p), (s.low, s.high, s.bytes, s.last_ts))?;
+            t.partitions.insert((id, p), (s.low, s.high, s.bytes, s.last_ts))?;
         }
         Ok(())
     }
@@ -359,7 +278,7 @@ impl StreamsState {
     /// Stores a group's committed offset.
     pub fn commit(
         &self,
-        t: &mut StreamTables<'_>,
+        t: &mut Tables<'_>,
         name: &str,
         group: &str,
         partition: u32,
@@ -379,8 +298,7 @@ impl StreamsState {
                 low: part.low,
             });
         }
-        t.groups
-            .insert((entry.meta.id, group, partition), (offset, generation))?;
+        t.groups.insert((entry.meta.id, group, partition), (offset, generation))?;
         Ok(())
     }
 
@@ -388,7 +306,7 @@ impl StreamsState {
     #[allow(clippy::too_many_arguments)]
     pub fn trim(
         &mut self,
-        t: &mut StreamTables<'_>,
+        t: &mut Tables<'_>,
         stream: u64,
         partition: u32,
         below: u64,
@@ -425,19 +343,14 @@ impl StreamsState {
         part.low = new_low;
         part.bytes = part.bytes.saturating_sub(freed);
         dirty.insert((stream, partition));
-        events.push(StreamEvent::Trimmed {
-            stream,
-            partition,
-            low: new_low,
-            bytes: part.bytes,
-        });
+        events.push(StreamEvent::Trimmed { stream, partition, low: new_low, bytes: part.bytes });
         Ok(removed)
     }
 
     /// Deletes a stream and everything stored for it.
     pub fn delete(
         &mut self,
-        t: &mut StreamTables<'_>,
+        t: &mut Tables<'_>,
         name: &str,
         events: &mut Vec<StreamEvent>,
     ) -> Result<(), OpError> {
@@ -451,30 +364,19 @@ impl StreamsState {
         for p in 0..entry.meta.partitions {
             t.partitions.remove((id, p))?;
         }
-        t.records
-            .retain_in((id, 0, 0)..=(id, u32::MAX, u64::MAX), |_, _| false)?;
-        t.times.retain_in(
-            (id, 0, 0, 0)..=(id, u32::MAX, u64::MAX, u64::MAX),
-            |_, _| false,
-        )?;
-        t.groups
-            .retain_in((id, "", 0)..(id + 1, "", 0), |_, _| false)?;
+        t.records.retain_in((id, 0, 0)..=(id, u32::MAX, u64::MAX), |_, _| false)?;
+        t.times.retain_in((id, 0, 0, 0)..=(id, u32::MAX, u64::MAX, u64::MAX), |_, _| false)?;
+        t.groups.retain_in((id, "", 0)..(id + 1, "", 0), |_, _| false)?;
         t.dedup.retain_in((id, "")..(id + 1, ""), |_, _| false)?;
-        events.push(StreamEvent::Deleted {
-            stream: id,
-            name: name.to_owned(),
-        });
+        events.push(StreamEvent::Deleted { stream: id, name: name.to_owned() });
         Ok(())
     }
 }
 
 /// Removes dedup entries that expired at or before `now`, at most `max`. Returns how many.
-pub fn expire_dedup(t: &mut StreamTables<'_>, now: u64, max: usize) -> Result<usize, OpError> {
+pub fn expire_dedup(t: &mut Tables<'_>, now: u64, max: usize) -> Result<usize, OpError> {
     let mut expired = Vec::new();
-    for row in t
-        .dedup_expiry
-        .range((0, 0, "")..(now.saturating_add(1), 0, ""))?
-    {
+    for row in t.dedup_expiry.range((0, 0, "")..(now.saturating_add(1), 0, ""))? {
         let (key, _) = row?;
         let (expires, scope, idem) = key.value();
         expired.push((expires, scope, idem.to_owned()));
@@ -533,13 +435,11 @@ pub fn offset_for_time(
     high: u64,
 ) -> Result<u64, OpError> {
     let times = txn.open_table(RECORD_TIMES)?;
-    let start = match times
-        .range((stream, partition, 0, 0)..(stream, partition, time, 0))?
-        .next_back()
-    {
-        Some(row) => row?.0.value().3.max(low),
-        None => low,
-    };
+    let start =
+        match times.range((stream, partition, 0, 0)..(stream, partition, time, 0))?.next_back() {
+            Some(row) => row?.0.value().3.max(low),
+            None => low,
+        };
     let records = txn.open_table(RECORDS)?;
     for row in records.range((stream, partition, start)..(stream, partition, high))? {
         let (key, value) = row?;

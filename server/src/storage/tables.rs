@@ -4,9 +4,10 @@
 //! the engines need: a partition's records by offset, a partition's time index by timestamp,
 //! dedup expiries by time.
 
-use redb::TableDefinition;
+use redb::{Table, TableDefinition};
 
-/// `"format_version"` and `"next_id"` (the id allocator for streams and queues).
+/// `"format_version"`, `"next_id"` (the id allocator for streams and queues) and
+/// `"next_task"` (task and lease ids).
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Stream name → [`crate::storage::streams::StreamMeta`] (MessagePack).
@@ -39,6 +40,19 @@ pub const DEDUP: TableDefinition<(u64, &str), (&[u8], u64)> = TableDefinition::n
 pub const DEDUP_EXPIRY: TableDefinition<(u64, u64, &str), ()> =
     TableDefinition::new("dedup_expiry");
 
+/// Queue name → `QueueMeta` (MessagePack).
+pub const QUEUES: TableDefinition<&str, &[u8]> = TableDefinition::new("queues");
+
+/// (queue id, task id) → the task's state row (MessagePack), rewritten on every transition.
+pub const TASKS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("tasks");
+
+/// (queue id, task id) → the task's body (data and headers), written once.
+pub const TASK_DATA: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("task_data");
+
+/// (due ms, queue id, task id) → (): scheduled tasks and lease deadlines in time order, so the
+/// writer's one timer finds what is due without scanning tasks.
+pub const TASK_DUE: TableDefinition<(u64, u64, u64), ()> = TableDefinition::new("task_due");
+
 /// Creates every table so read transactions never meet a missing one.
 pub fn create_all(txn: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(META)?;
@@ -49,5 +63,46 @@ pub fn create_all(txn: &redb::WriteTransaction) -> Result<(), redb::TableError> 
     txn.open_table(GROUP_OFFSETS)?;
     txn.open_table(DEDUP)?;
     txn.open_table(DEDUP_EXPIRY)?;
+    txn.open_table(QUEUES)?;
+    txn.open_table(TASKS)?;
+    txn.open_table(TASK_DATA)?;
+    txn.open_table(TASK_DUE)?;
     Ok(())
+}
+
+/// Every table, opened once per write transaction (redb allows one open handle per table).
+pub struct Tables<'txn> {
+    pub streams: Table<'txn, &'static str, &'static [u8]>,
+    pub partitions: Table<'txn, (u64, u32), (u64, u64, u64, u64)>,
+    pub records: Table<'txn, (u64, u32, u64), &'static [u8]>,
+    pub times: Table<'txn, (u64, u32, u64, u64), ()>,
+    pub groups: Table<'txn, (u64, &'static str, u32), (u64, u64)>,
+    pub dedup: Table<'txn, (u64, &'static str), (&'static [u8], u64)>,
+    pub dedup_expiry: Table<'txn, (u64, u64, &'static str), ()>,
+    pub queues: Table<'txn, &'static str, &'static [u8]>,
+    pub tasks: Table<'txn, (u64, u64), &'static [u8]>,
+    pub task_data: Table<'txn, (u64, u64), &'static [u8]>,
+    pub task_due: Table<'txn, (u64, u64, u64), ()>,
+}
+
+impl<'txn> Tables<'txn> {
+    /// Opens every table in `txn`.
+    ///
+    /// # Errors
+    /// redb fails to open a table.
+    pub fn open(txn: &'txn redb::WriteTransaction) -> Result<Self, redb::TableError> {
+        Ok(Tables {
+            streams: txn.open_table(STREAMS)?,
+            partitions: txn.open_table(PARTITIONS)?,
+            records: txn.open_table(RECORDS)?,
+            times: txn.open_table(RECORD_TIMES)?,
+            groups: txn.open_table(GROUP_OFFSETS)?,
+            dedup: txn.open_table(DEDUP)?,
+            dedup_expiry: txn.open_table(DEDUP_EXPIRY)?,
+            queues: txn.open_table(QUEUES)?,
+            tasks: txn.open_table(TASKS)?,
+            task_data: txn.open_table(TASK_DATA)?,
+            task_due: txn.open_table(TASK_DUE)?,
+        })
+    }
 }

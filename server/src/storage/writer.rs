@@ -8,29 +8,33 @@
 //! or acknowledged before its commit. The batch is whatever arrived while the previous commit
 //! was running, so batches grow with load and a lone operation is never held back.
 //!
+//! The thread is also the queues' one timer: it waits for work at most until the earliest due
+//! time (a scheduled task or a lease deadline) and applies what is due in the next transaction.
+//!
 //! Interval durability: such batches commit without fsync; the thread makes an fsynced commit
 //! at most `interval` later. A crash before it loses what those batches acknowledged.
 
 use std::collections::BTreeSet;
 use std::hash::BuildHasher;
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase};
-use std::sync::mpsc;
+use switchboard_protocol::queues::{QueueInfo, QueueStats, Task};
 use switchboard_protocol::streams::Durability;
-
 use tokio::sync::oneshot;
 
-use super::streams::{
-    Appended, NewRecord, StreamEvent, StreamMeta, StreamOptions, StreamTables, StreamsState,
-};
-use super::tables::META;
+use super::queues::{Changes, NewTask, QueueEvent, QueuesState, Settlement};
+use super::streams::{Appended, NewRecord, StreamEvent, StreamMeta, StreamOptions, StreamsState};
+use super::tables::{META, Tables};
 use super::{OpError, Storage};
 use crate::clock::SharedClock;
 
 /// Operations waiting for the writer, at most.
 const CHANNEL: usize = 16 * 1024;
+
+/// Most due queue transitions applied in one transaction.
+const DUE_BATCH: usize = 10_000;
 
 /// A write the writer applies in its next batch.
 #[derive(Debug)]
@@ -65,6 +69,46 @@ pub enum WriteOp {
     ExpireDedup {
         max: usize,
     },
+    /// Creates a queue; `strict` fails if it exists with other settings.
+    CreateQueue {
+        info: QueueInfo,
+        strict: bool,
+    },
+    /// Enqueues a task, creating the queue with `create` if it is missing.
+    Enqueue {
+        queue: String,
+        task: NewTask,
+        idempotency_key: Option<String>,
+        create: QueueInfo,
+    },
+    /// Leases up to `max` tasks to `consumer` (0 for a pull), creating the queue if missing.
+    Lease {
+        queue: String,
+        max: u32,
+        consumer: u64,
+        create: QueueInfo,
+    },
+    Settle {
+        queue: String,
+        task: u64,
+        lease: u64,
+        how: Settlement,
+    },
+    Redrive {
+        queue: String,
+        ids: Vec<u64>,
+        all: bool,
+    },
+    QueueStats {
+        queue: String,
+    },
+    ListQueues,
+    DeleteQueue {
+        name: String,
+    },
+    /// Applies due queue transitions now (the timer does this by itself; tests with a manual
+    /// clock call it after moving the clock).
+    Tick,
     /// Commits what came before, then ends the thread; later operations fail with `Closed`.
     Stop,
 }
@@ -74,6 +118,12 @@ pub enum WriteOp {
 pub enum WriteResult {
     Stream(StreamMeta),
     Appended(Appended),
+    Queue(QueueInfo),
+    Task(u64),
+    Tasks(Vec<Task>),
+    Deadline(Option<u64>),
+    Stats(QueueStats),
+    Queues(Vec<QueueInfo>),
     Count(u64),
     Done,
 }
@@ -83,14 +133,17 @@ pub type StoredStream = (StreamMeta, Vec<super::streams::PartState>);
 
 /// Receives what each commit changed, on the writer thread, before any operation of that
 /// commit is answered. Must be quick and must not block.
-pub type StreamListener = Arc<dyn Fn(Vec<StreamEvent>) + Send + Sync>;
+pub trait CommitListener: Send + Sync + 'static {
+    fn streams(&self, events: Vec<StreamEvent>);
+    fn queues(&self, events: Vec<QueueEvent>);
+}
 
 /// Tuning of the writer.
 #[derive(Debug, Clone, Copy)]
 pub struct WriterConfig {
     /// Most operations in one transaction.
     pub max_batch: usize,
-    /// How long an idempotency key is remembered.
+    /// How long an idempotency key of a stream append is remembered.
     pub dedup_window_ms: u64,
 }
 
@@ -99,7 +152,7 @@ struct Job {
     done: oneshot::Sender<Result<WriteResult, OpError>>,
 }
 
-/// A handle to the writer thread. Cloning shares it; the thread ends when every handle is gone.
+/// A handle to the writer thread. Cloning shares it.
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::SyncSender<Job>,
@@ -115,7 +168,7 @@ impl Writer {
         storage: &Storage,
         config: WriterConfig,
         clock: SharedClock,
-        listener: StreamListener,
+        listener: Arc<dyn CommitListener>,
     ) -> Result<(Writer, Vec<StoredStream>), OpError> {
         let db = storage.database();
         let state = load(&db)?;
@@ -123,25 +176,9 @@ impl Writer {
         let (tx, rx) = mpsc::sync_channel(CHANNEL);
         let thread = std::thread::Builder::new()
             .name("switchboard-writer".into())
-            .spawn(move || {
-                let mut thread = WriterThread {
-                    db,
-                    rx,
-                    state,
-                    config,
-                    clock,
-                    listener,
-                };
-                thread.run();
-            })
+            .spawn(move || WriterThread { db, rx, state, config, clock, listener }.run())
             .map_err(|e| OpError::Storage(format!("cannot start the writer thread: {e}")))?;
-        Ok((
-            Writer {
-                tx,
-                thread: Arc::new(std::sync::Mutex::new(Some(thread))),
-            },
-            snapshot,
-        ))
+        Ok((Writer { tx, thread: Arc::new(std::sync::Mutex::new(Some(thread))) }, snapshot))
     }
 
     /// Commits everything submitted so far, stops the thread and waits for it, releasing its
@@ -179,18 +216,18 @@ impl Writer {
 
 struct State {
     streams: StreamsState,
+    queues: QueuesState,
     next_id: u64,
 }
 
 fn load(db: &Database) -> Result<State, OpError> {
     let txn = db.begin_read()?;
     let streams = StreamsState::load(&txn)?;
-    let next_id = txn
-        .open_table(META)?
-        .get("next_id")?
-        .map(|v| v.value())
-        .unwrap_or(1);
-    Ok(State { streams, next_id })
+    let meta = txn.open_table(META)?;
+    let next_id = meta.get("next_id")?.map(|v| v.value()).unwrap_or(1);
+    let next_task = meta.get("next_task")?.map(|v| v.value()).unwrap_or(1);
+    let queues = QueuesState::load(&txn, next_task)?;
+    Ok(State { streams, queues, next_id })
 }
 
 struct WriterThread {
@@ -199,33 +236,46 @@ struct WriterThread {
     state: State,
     config: WriterConfig,
     clock: SharedClock,
-    listener: StreamListener,
+    listener: Arc<dyn CommitListener>,
 }
 
 impl WriterThread {
-    fn run(&mut self) {
+    fn run(mut self) {
         let mut unsynced: Option<Instant> = None;
         let mut sync_every = Duration::MAX;
         loop {
-            let first = match unsynced {
+            let now = self.clock.now_ms();
+            let due_in = self
+                .state
+                .queues
+                .next_due()
+                .map(|at| Duration::from_millis(at.saturating_sub(now)));
+            let sync_in = unsynced.map(|since| sync_every.saturating_sub(since.elapsed()));
+            let wait = match (due_in, sync_in) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let first = match wait {
                 None => match self.rx.recv() {
-                    Ok(job) => job,
+                    Ok(job) => Some(job),
                     Err(_) => break,
                 },
-                Some(since) => {
-                    let left = sync_every.saturating_sub(since.elapsed());
-                    match self.rx.recv_timeout(left) {
-                        Ok(job) => job,
-                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                        Err(mpsc::RecvTimeoutError::Timeout) => {
-                            if self.sync().is_ok() {
-                                unsynced = None;
-                                sync_every = Duration::MAX;
-                            }
-                            continue;
-                        }
-                    }
+                Some(wait) => match self.rx.recv_timeout(wait) {
+                    Ok(job) => Some(job),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                },
+            };
+            let Some(first) = first else {
+                if self.state.queues.next_due().is_some_and(|at| at <= self.clock.now_ms()) {
+                    self.commit_batch(Vec::new(), true);
+                    unsynced = None;
+                    sync_every = Duration::MAX;
+                } else if unsynced.is_some() && self.sync().is_ok() {
+                    unsynced = None;
+                    sync_every = Duration::MAX;
                 }
+                continue;
             };
             let mut stopping = matches!(first.op, WriteOp::Stop);
             let mut batch = vec![first];
@@ -263,19 +313,15 @@ impl WriterThread {
     fn lazy_interval(&self, batch: &[Job]) -> Option<Duration> {
         let mut every = Duration::MAX;
         for job in batch {
-            match &job.op {
-                WriteOp::Append { stream, create, .. } => {
-                    let durability = if self.state.streams.exists(stream) {
-                        self.state.streams.durability(stream)
-                    } else {
-                        create.as_ref().map(|o| o.durability).unwrap_or_default()
-                    };
-                    match durability {
-                        Durability::Interval(ms) => every = every.min(Duration::from_millis(ms)),
-                        Durability::Immediate => return None,
-                    }
-                }
-                _ => return None,
+            let WriteOp::Append { stream, create, .. } = &job.op else { return None };
+            let durability = if self.state.streams.exists(stream) {
+                self.state.streams.durability(stream)
+            } else {
+                create.as_ref().map(|o| o.durability).unwrap_or_default()
+            };
+            match durability {
+                Durability::Interval(ms) => every = every.min(Duration::from_millis(ms)),
+                Durability::Immediate => return None,
             }
         }
         Some(every)
@@ -289,12 +335,16 @@ impl WriterThread {
     }
 
     fn commit_batch(&mut self, mut batch: Vec<Job>, durable: bool) {
-        let mut events = Vec::new();
-        let outcome = self.apply(&mut batch, durable, &mut events);
-        match outcome {
+        let mut stream_events = Vec::new();
+        let mut changes = Changes::default();
+        match self.apply(&mut batch, durable, &mut stream_events, &mut changes) {
             Ok(results) => {
-                if !events.is_empty() {
-                    (self.listener)(events);
+                if !stream_events.is_empty() {
+                    self.listener.streams(stream_events);
+                }
+                self.state.queues.finish(&mut changes);
+                if !changes.events.is_empty() {
+                    self.listener.queues(std::mem::take(&mut changes.events));
                 }
                 for (job, result) in batch.into_iter().zip(results) {
                     let _ = job.done.send(result);
@@ -319,34 +369,39 @@ impl WriterThread {
         batch: &mut [Job],
         durable: bool,
         events: &mut Vec<StreamEvent>,
+        changes: &mut Changes,
     ) -> Result<Vec<Result<WriteResult, OpError>>, OpError> {
         let mut txn = self.db.begin_write()?;
-        txn.set_durability(if durable {
-            redb::Durability::Immediate
-        } else {
-            redb::Durability::None
-        })
-        .map_err(|e| OpError::Storage(e.to_string()))?;
+        let durability = if durable { redb::Durability::Immediate } else { redb::Durability::None };
+        txn.set_durability(durability).map_err(|e| OpError::Storage(e.to_string()))?;
         let now = self.clock.now_ms();
         let mut results = Vec::with_capacity(batch.len());
-        let first_id = self.state.next_id;
+        let (first_id, first_task) = (self.state.next_id, self.state.queues.next_task);
         {
-            let mut t = StreamTables::open(&txn)?;
+            let mut t = Tables::open(&txn)?;
+            self.state.queues.apply_due(
+                &mut t,
+                &mut self.state.next_id,
+                now,
+                DUE_BATCH,
+                changes,
+            )?;
             let mut dirty = BTreeSet::new();
             for job in batch.iter_mut() {
-                let result = self.apply_one(&mut t, &mut job.op, now, &mut dirty, events);
+                let result = self.apply_one(&mut t, &mut job.op, now, &mut dirty, events, changes);
                 if let Err(e) = &result
                     && e.is_fatal()
                 {
-                    return Err(result.err().unwrap_or(OpError::Closed));
+                    return Err(e.clone());
                 }
                 results.push(result);
             }
             self.state.streams.flush_dirty(&mut t, &dirty)?;
         }
-        if self.state.next_id != first_id {
-            txn.open_table(META)?
-                .insert("next_id", self.state.next_id)?;
+        if self.state.next_id != first_id || self.state.queues.next_task != first_task {
+            let mut meta = txn.open_table(META)?;
+            meta.insert("next_id", self.state.next_id)?;
+            meta.insert("next_task", self.state.queues.next_task)?;
         }
         txn.commit()?;
         Ok(results)
@@ -354,88 +409,90 @@ impl WriterThread {
 
     fn apply_one(
         &mut self,
-        t: &mut StreamTables<'_>,
+        t: &mut Tables<'_>,
         op: &mut WriteOp,
         now: u64,
         dirty: &mut BTreeSet<(u64, u32)>,
         events: &mut Vec<StreamEvent>,
+        changes: &mut Changes,
     ) -> Result<WriteResult, OpError> {
         let streams = &mut self.state.streams;
+        let queues = &mut self.state.queues;
+        let next_id = &mut self.state.next_id;
         match op {
-            WriteOp::CreateStream { name, options } => {
-                let epoch = random_u64(now);
-                streams
-                    .create(
-                        t,
-                        &mut self.state.next_id,
-                        name,
-                        options,
-                        now,
-                        epoch,
-                        events,
-                    )
-                    .map(WriteResult::Stream)
-            }
-            WriteOp::Append {
-                stream,
-                record,
-                idempotency_key,
-                create,
-            } => {
+            WriteOp::CreateStream { name, options } => streams
+                .create(t, next_id, name, options, now, random_u64(now), events)
+                .map(WriteResult::Stream),
+            WriteOp::Append { stream, record, idempotency_key, create } => {
                 if !streams.exists(stream) {
-                    match create {
-                        Some(options) => {
-                            let epoch = random_u64(now);
-                            streams.create(
-                                t,
-                                &mut self.state.next_id,
-                                stream,
-                                options,
-                                now,
-                                epoch,
-                                events,
-                            )?;
-                        }
-                        None => return Err(OpError::NotFound(format!("no stream named {stream}"))),
-                    }
+                    let Some(options) = create else {
+                        return Err(OpError::NotFound(format!("no stream named {stream}")));
+                    };
+                    streams.create(t, next_id, stream, options, now, random_u64(now), events)?;
                 }
+                let record = std::mem::take(record);
+                let window = self.config.dedup_window_ms;
                 streams
                     .append(
                         t,
                         stream,
-                        std::mem::take(record),
+                        record,
                         idempotency_key.as_deref(),
                         now,
-                        self.config.dedup_window_ms,
+                        window,
                         dirty,
                         events,
                     )
                     .map(WriteResult::Appended)
             }
-            WriteOp::Commit {
-                stream,
-                group,
-                partition,
-                offset,
-                generation,
-            } => streams
+            WriteOp::Commit { stream, group, partition, offset, generation } => streams
                 .commit(t, stream, group, *partition, *offset, *generation)
                 .map(|()| WriteResult::Done),
             WriteOp::DeleteStream { name } => {
                 streams.delete(t, name, events).map(|()| WriteResult::Done)
             }
-            WriteOp::Trim {
-                stream,
-                partition,
-                below,
-                max,
-            } => streams
+            WriteOp::Trim { stream, partition, below, max } => streams
                 .trim(t, *stream, *partition, *below, *max, dirty, events)
                 .map(WriteResult::Count),
             WriteOp::ExpireDedup { max } => {
                 super::streams::expire_dedup(t, now, *max).map(|n| WriteResult::Count(n as u64))
             }
-            WriteOp::Stop => Ok(WriteResult::Done),
+            WriteOp::CreateQueue { info, strict } => {
+                let mut info = info.clone();
+                info.created = now;
+                queues.create(t, next_id, info, *strict).map(WriteResult::Queue)
+            }
+            WriteOp::Enqueue { queue, task, idempotency_key, create } => {
+                if !queues.exists(queue) {
+                    let mut info = create.clone();
+                    info.created = now;
+                    queues.create(t, next_id, info, false)?;
+                }
+                let task = std::mem::take(task);
+                queues
+                    .enqueue(t, queue, task, idempotency_key.as_deref(), now, changes)
+                    .map(WriteResult::Task)
+            }
+            WriteOp::Lease { queue, max, consumer, create } => {
+                if !queues.exists(queue) {
+                    let mut info = create.clone();
+                    info.created = now;
+                    queues.create(t, next_id, info, false)?;
+                }
+                queues.lease(t, queue, *max, *consumer, now, changes).map(WriteResult::Tasks)
+            }
+            WriteOp::Settle { queue, task, lease, how } => queues
+                .settle(t, next_id, queue, *task, *lease, how.clone(), now, changes)
+                .map(WriteResult::Deadline),
+            WriteOp::Redrive { queue, ids, all } => {
+                queues.redrive(t, next_id, queue, ids, *all, now, changes).map(WriteResult::Count)
+            }
+            WriteOp::QueueStats { queue } => queues.stats(queue, now).map(WriteResult::Stats),
+            WriteOp::ListQueues => Ok(WriteResult::Queues(queues.infos())),
+            WriteOp::DeleteQueue { name } => {
+                queues.delete(t, name, changes).map(|()| WriteResult::Done)
+            }
+            WriteOp::Tick | WriteOp::Stop => Ok(WriteResult::Done),
         }
     }
 }

@@ -63,9 +63,8 @@ impl Groups {
             members: BTreeMap::new(),
             owner: vec![None; partitions as usize],
         });
-        if let Some((id, m)) = member
-            .as_ref()
-            .and_then(|id| group.members.get_mut(id).map(|m| (id, m)))
+        if let Some((id, m)) =
+            member.as_ref().and_then(|id| group.members.get_mut(id).map(|m| (id, m)))
         {
             // A member coming back within its session timeout keeps what it had.
             let previous = m.ctl.replace(ctl.clone());
@@ -81,13 +80,7 @@ impl Groups {
             return (id.clone(), actions);
         }
         let id = member.unwrap_or_else(new_member_id);
-        group.members.insert(
-            id.clone(),
-            Member {
-                ctl: Some(ctl),
-                left_at: None,
-            },
-        );
+        group.members.insert(id.clone(), Member { ctl: Some(ctl), left_at: None });
         let actions = group.rebalance(now);
         (id, actions)
     }
@@ -138,10 +131,7 @@ impl Groups {
 
     /// Drops every group of a deleted stream.
     pub fn forget_stream(&self, stream: u64) {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|(s, _), _| *s != stream);
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).retain(|(s, _), _| *s != stream);
     }
 
     /// Whether `generation` is that of the partition's current assignment.
@@ -163,10 +153,7 @@ impl Groups {
         let all = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         all.values()
             .flat_map(|g| {
-                g.members
-                    .iter()
-                    .filter(|(_, m)| m.left_at.is_some())
-                    .map(|(id, _)| id.clone())
+                g.members.iter().filter(|(_, m)| m.left_at.is_some()).map(|(id, _)| id.clone())
             })
             .collect()
     }
@@ -174,10 +161,7 @@ impl Groups {
     /// Every group name of a stream with live members.
     pub fn names(&self, stream: u64) -> Vec<String> {
         let all = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        all.keys()
-            .filter(|(s, _)| *s == stream)
-            .map(|(_, g)| g.clone())
-            .collect()
+        all.keys().filter(|(s, _)| *s == stream).map(|(_, g)| g.clone()).collect()
     }
 }
 
@@ -200,10 +184,7 @@ impl Group {
         let mut revoked: BTreeMap<String, Vec<u32>> = BTreeMap::new();
         // Partitions of members that are gone become free.
         for slot in self.owner.iter_mut() {
-            if slot
-                .as_ref()
-                .is_some_and(|(m, _)| !self.members.contains_key(m))
-            {
+            if slot.as_ref().is_some_and(|(m, _)| !self.members.contains_key(m)) {
                 *slot = None;
             }
         }
@@ -214,10 +195,8 @@ impl Group {
         let base = self.partitions as usize / n;
         let extra = self.partitions as usize % n;
         // Members holding the most get the larger shares first, so fewer partitions move.
-        let mut order: Vec<(usize, String)> = members
-            .iter()
-            .map(|m| (self.owned_by(m).len(), m.clone()))
-            .collect();
+        let mut order: Vec<(usize, String)> =
+            members.iter().map(|m| (self.owned_by(m).len(), m.clone())).collect();
         order.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
         let quota: HashMap<String, usize> = order
             .iter()
@@ -236,9 +215,8 @@ impl Group {
         let generation = self.generation.saturating_add(1).max(now);
         self.generation = generation;
         let mut assigned: BTreeMap<String, Vec<(u32, u64)>> = BTreeMap::new();
-        let free: BTreeSet<u32> = (0..self.partitions)
-            .filter(|p| self.owner[*p as usize].is_none())
-            .collect();
+        let free: BTreeSet<u32> =
+            (0..self.partitions).filter(|p| self.owner[*p as usize].is_none()).collect();
         let mut free = free.into_iter();
         for (_, m) in &order {
             let have = self.owned_by(m).len();
@@ -273,11 +251,7 @@ mod tests {
 
     fn owners(groups: &Groups, key: &GroupKey) -> Vec<Option<String>> {
         let all = groups.inner.lock().unwrap();
-        all[key]
-            .owner
-            .iter()
-            .map(|o| o.as_ref().map(|(m, _)| m.clone()))
-            .collect()
+        all[key].owner.iter().map(|o| o.as_ref().map(|(m, _)| m.clone())).collect()
     }
 
     #[test]
@@ -291,18 +265,12 @@ mod tests {
         assert_eq!(owners(&groups, &key), vec![Some("a".to_string()); 6]);
         let (_, actions) = groups.join(&key, 6, Some("b".into()), b, 101, String::new);
         let before = owners(&groups, &key);
-        assert_eq!(
-            before.iter().filter(|o| o.as_deref() == Some("a")).count(),
-            3
-        );
+        assert_eq!(before.iter().filter(|o| o.as_deref() == Some("a")).count(), 3);
         assert_eq!(actions.len(), 2, "one revoke for a, one assign for b");
         groups.join(&key, 6, Some("c".into()), c, 102, String::new);
         let after = owners(&groups, &key);
         let moved = before.iter().zip(&after).filter(|(x, y)| x != y).count();
-        assert_eq!(
-            moved, 2,
-            "only the partitions c needs move: {before:?} -> {after:?}"
-        );
+        assert_eq!(moved, 2, "only the partitions c needs move: {before:?} -> {after:?}");
         for m in ["a", "b", "c"] {
             assert_eq!(after.iter().filter(|o| o.as_deref() == Some(m)).count(), 2);
         }
@@ -337,21 +305,12 @@ mod tests {
         let (a, _ra) = ctl();
         let (b, _rb) = ctl();
         groups.join(&key, 2, Some("a".into()), a, 500, String::new);
-        let first = groups.inner.lock().unwrap()[&key].owner[1]
-            .clone()
-            .unwrap()
-            .1;
+        let first = groups.inner.lock().unwrap()[&key].owner[1].clone().unwrap().1;
         assert!(groups.generation_is_current(&key, 1, first));
         groups.join(&key, 2, Some("b".into()), b, 501, String::new);
-        let second = groups.inner.lock().unwrap()[&key].owner[1]
-            .clone()
-            .unwrap()
-            .1;
+        let second = groups.inner.lock().unwrap()[&key].owner[1].clone().unwrap().1;
         assert_ne!(first, second);
-        assert!(
-            !groups.generation_is_current(&key, 1, first),
-            "the old owner is fenced"
-        );
+        assert!(!groups.generation_is_current(&key, 1, first), "the old owner is fenced");
         assert!(groups.generation_is_current(&key, 1, second));
     }
 }

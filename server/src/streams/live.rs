@@ -64,19 +64,12 @@ impl LiveStream {
                 })
             })
             .collect();
-        LiveStream {
-            meta,
-            parts,
-            changed: Notify::new(),
-            deleted: AtomicBool::new(false),
-        }
+        LiveStream { meta, parts, changed: Notify::new(), deleted: AtomicBool::new(false) }
     }
 
     /// Locks one partition's state; `None` if the partition does not exist.
     pub fn part(&self, partition: u32) -> Option<MutexGuard<'_, LivePart>> {
-        self.parts
-            .get(partition as usize)
-            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+        self.parts.get(partition as usize).map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// (low, high, bytes) of a partition.
@@ -100,22 +93,13 @@ pub struct Registry {
 impl Registry {
     /// The stream named `name`.
     pub fn get(&self, name: &str) -> Option<Arc<LiveStream>> {
-        self.by_name
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .cloned()
+        self.by_name.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
     }
 
     /// Every stream.
     pub fn all(&self) -> Vec<Arc<LiveStream>> {
-        let mut all: Vec<_> = self
-            .by_name
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let mut all: Vec<_> =
+            self.by_name.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
         all.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
         all
     }
@@ -123,10 +107,7 @@ impl Registry {
     /// Adds a stream as stored (at start).
     pub fn insert(&self, meta: StreamMeta, parts: &[PartState]) {
         let live = Arc::new(LiveStream::new(meta, parts));
-        self.by_id
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(live.meta.id, live.clone());
+        self.by_id.write().unwrap_or_else(|p| p.into_inner()).insert(live.meta.id, live.clone());
         self.by_name
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -141,12 +122,7 @@ impl Registry {
         for event in events {
             match event {
                 StreamEvent::Created { meta, parts } => self.insert(meta, &parts),
-                StreamEvent::Appended {
-                    stream,
-                    partition,
-                    offset,
-                    record,
-                } => {
+                StreamEvent::Appended { stream, partition, offset, record } => {
                     if last_id != Some(stream) {
                         last = self
                             .by_id
@@ -173,18 +149,9 @@ impl Registry {
                         touched.push(live.clone());
                     }
                 }
-                StreamEvent::Trimmed {
-                    stream,
-                    partition,
-                    low,
-                    bytes,
-                } => {
-                    let live = self
-                        .by_id
-                        .read()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get(&stream)
-                        .cloned();
+                StreamEvent::Trimmed { stream, partition, low, bytes } => {
+                    let live =
+                        self.by_id.read().unwrap_or_else(|p| p.into_inner()).get(&stream).cloned();
                     let Some(live) = live else { continue };
                     if let Some(mut part) = live.part(partition) {
                         part.low = low;
@@ -198,15 +165,9 @@ impl Registry {
                     touched.push(live);
                 }
                 StreamEvent::Deleted { stream, name } => {
-                    self.by_name
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&name);
-                    let live = self
-                        .by_id
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&stream);
+                    self.by_name.write().unwrap_or_else(|p| p.into_inner()).remove(&name);
+                    let live =
+                        self.by_id.write().unwrap_or_else(|p| p.into_inner()).remove(&stream);
                     if let Some(live) = live {
                         live.deleted.store(true, Ordering::Release);
                         touched.push(live);

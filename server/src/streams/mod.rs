@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use crate::clock::SharedClock;
 use crate::session::outbox::Outbox;
 use crate::storage::streams::{Appended, NewRecord, StreamOptions, group_offsets, offset_for_time};
-use crate::storage::writer::{WriteOp, WriteResult, Writer, WriterConfig};
+use crate::storage::writer::{StoredStream, WriteOp, WriteResult, Writer};
 use crate::storage::{OpError, Storage};
 use groups::{Action, GroupKey, Groups};
 use live::{LiveStream, Registry};
@@ -68,6 +68,8 @@ impl From<OpError> for ErrorFrame {
                 low_watermark: Some(low),
                 ..error(ErrorCode::OffsetOutOfRange, message)
             },
+            OpError::Full(m) => error(ErrorCode::QueueFull, m),
+            OpError::LeaseExpired(m) => error(ErrorCode::LeaseExpired, m),
             OpError::Corrupt(m) | OpError::Storage(m) => error(ErrorCode::StorageFailure, m),
             OpError::Closed => error(ErrorCode::ShuttingDown, "the hub is shutting down"),
         }
@@ -118,29 +120,19 @@ pub async fn deliver(actions: Vec<Action>) {
 /// The stream engine's handle.
 pub type Streams = Arc<Engine>;
 
-/// Starts the writer thread and the stream engine on `storage`.
-///
-/// # Errors
-/// The stored streams cannot be loaded or the writer cannot start.
-pub fn start(
+/// Builds the stream engine over a running writer, with the live view of what was stored.
+pub fn new(
     storage: Storage,
+    writer: Writer,
+    registry: Arc<Registry>,
+    stored: Vec<StoredStream>,
     config: StreamsConfig,
     clock: SharedClock,
-) -> Result<Streams, OpError> {
-    let registry = Arc::new(Registry::default());
-    let listener = {
-        let registry = registry.clone();
-        Arc::new(move |events| registry.apply(events))
-    };
-    let writer_config = WriterConfig {
-        max_batch: config.max_batch,
-        dedup_window_ms: config.dedup_window_ms,
-    };
-    let (writer, stored) = Writer::start(&storage, writer_config, clock.clone(), listener)?;
+) -> Streams {
     for (meta, parts) in stored {
         registry.insert(meta, &parts);
     }
-    Ok(Arc::new(Engine {
+    Arc::new(Engine {
         config,
         registry,
         writer,
@@ -148,7 +140,7 @@ pub fn start(
         clock,
         groups: Groups::default(),
         next_member: AtomicU64::new(1),
-    }))
+    })
 }
 
 fn validate_name(name: &str) -> Result<(), StreamError> {
@@ -165,10 +157,7 @@ fn validate_options(o: &StreamOptions) -> Result<(), StreamError> {
     }
     let r = o.retention;
     if [r.max_age_ms, r.max_bytes, r.max_records].contains(&Some(0)) {
-        return Err(error(
-            ErrorCode::InvalidArgument,
-            "retention limits must be above 0",
-        ));
+        return Err(error(ErrorCode::InvalidArgument, "retention limits must be above 0"));
     }
     if let Durability::Interval(ms) = o.durability
         && !(1..=60_000).contains(&ms)
@@ -200,14 +189,7 @@ impl Engine {
             durability: durability.unwrap_or(self.config.defaults.durability),
         };
         validate_options(&options)?;
-        match self
-            .writer
-            .submit(WriteOp::CreateStream {
-                name: name.to_owned(),
-                options,
-            })
-            .await?
-        {
+        match self.writer.submit(WriteOp::CreateStream { name: name.to_owned(), options }).await? {
             WriteResult::Stream(meta) => Ok(meta.info()),
             other => Err(unexpected(other)),
         }
@@ -226,11 +208,7 @@ impl Engine {
         validate_name(name)?;
         let size = record.data.len()
             + record.key.as_ref().map_or(0, String::len)
-            + record
-                .headers
-                .iter()
-                .map(|(k, v)| k.len() + v.len())
-                .sum::<usize>();
+            + record.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
         if size > self.config.max_record_bytes {
             return Err(error(
                 ErrorCode::PayloadTooLarge,
@@ -240,10 +218,7 @@ impl Engine {
                 ),
             ));
         }
-        if idempotency_key
-            .as_ref()
-            .is_some_and(|k| k.is_empty() || k.len() > 256)
-        {
+        if idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 256) {
             return Err(error(
                 ErrorCode::InvalidArgument,
                 "idempotency_key must be 1 to 256 bytes",
@@ -277,13 +252,7 @@ impl Engine {
         let mut partitions = Vec::new();
         for p in 0..live.meta.partitions {
             let (low, high, bytes) = live.watermarks(p).unwrap_or_default();
-            partitions.push(PartitionInfo {
-                partition: p,
-                low,
-                high,
-                bytes,
-                records: high - low,
-            });
+            partitions.push(PartitionInfo { partition: p, low, high, bytes, records: high - low });
         }
         let mut names: Vec<String> = offsets.iter().map(|(g, ..)| g.clone()).collect();
         names.extend(self.groups.names(id));
@@ -308,18 +277,10 @@ impl Engine {
                         }
                     })
                     .collect();
-                GroupInfo {
-                    group,
-                    members,
-                    partitions,
-                }
+                GroupInfo { group, members, partitions }
             })
             .collect();
-        Ok(StreamDescription {
-            info: live.meta.info(),
-            partitions,
-            groups,
-        })
+        Ok(StreamDescription { info: live.meta.info(), partitions, groups })
     }
 
     /// Deletes a stream; its readers end with `not_found`.
@@ -328,11 +289,7 @@ impl Engine {
     /// `not_found`, `storage_failure`.
     pub async fn delete(&self, name: &str) -> Result<(), StreamError> {
         let live = self.live(name)?;
-        self.writer
-            .submit(WriteOp::DeleteStream {
-                name: name.to_owned(),
-            })
-            .await?;
+        self.writer.submit(WriteOp::DeleteStream { name: name.to_owned() }).await?;
         self.groups.forget_stream(live.meta.id);
         Ok(())
     }
@@ -357,10 +314,7 @@ impl Engine {
             ));
         }
         let key = (live.meta.id, group.to_owned());
-        if !self
-            .groups
-            .generation_is_current(&key, partition, generation)
-        {
+        if !self.groups.generation_is_current(&key, partition, generation) {
             return Err(error(
                 ErrorCode::StaleGeneration,
                 format!(
@@ -389,15 +343,8 @@ impl Engine {
         group: &str,
     ) -> Result<BTreeMap<u32, u64>, StreamError> {
         let group = group.to_owned();
-        let all = self
-            .storage
-            .read(move |txn| group_offsets(txn, stream))
-            .await?;
-        Ok(all
-            .into_iter()
-            .filter(|(g, ..)| *g == group)
-            .map(|(_, p, o, _)| (p, o))
-            .collect())
+        let all = self.storage.read(move |txn| group_offsets(txn, stream)).await?;
+        Ok(all.into_iter().filter(|(g, ..)| *g == group).map(|(_, p, o, _)| (p, o)).collect())
     }
 
     /// The first offset a reader starting at `from` gets in a partition.
@@ -411,10 +358,7 @@ impl Engine {
         from: ReadFrom,
     ) -> Result<u64, StreamError> {
         let (low, high, _) = live.watermarks(partition).ok_or_else(|| {
-            error(
-                ErrorCode::InvalidArgument,
-                format!("no partition {partition}"),
-            )
+            error(ErrorCode::InvalidArgument, format!("no partition {partition}"))
         })?;
         match from {
             ReadFrom::Earliest => Ok(low),
@@ -473,11 +417,8 @@ impl Engine {
             }
         }
         let (ctl, ctl_rx) = mpsc::channel(64);
-        let resume: BTreeMap<u32, u64> = request
-            .positions
-            .iter()
-            .map(|p| (p.partition, p.offset))
-            .collect();
+        let resume: BTreeMap<u32, u64> =
+            request.positions.iter().map(|p| (p.partition, p.offset)).collect();
         if let Some(group) = &request.group {
             names::validate_resource("group", group)
                 .map_err(|e| error(ErrorCode::InvalidName, e.to_string()))?;
@@ -487,20 +428,10 @@ impl Engine {
             }
             let key: GroupKey = (live.meta.id, group.clone());
             let now = self.clock.now_ms();
-            let (member, actions) = self.groups.join(
-                &key,
-                count,
-                request.member.clone(),
-                ctl.clone(),
-                now,
-                || {
-                    format!(
-                        "m{}-{}",
-                        now,
-                        self.next_member.fetch_add(1, Ordering::Relaxed)
-                    )
-                },
-            );
+            let (member, actions) =
+                self.groups.join(&key, count, request.member.clone(), ctl.clone(), now, || {
+                    format!("m{}-{}", now, self.next_member.fetch_add(1, Ordering::Relaxed))
+                });
             let spec = ReaderSpec {
                 id: reader,
                 live: live.clone(),
@@ -521,19 +452,10 @@ impl Engine {
                 member: Some(member.clone()),
                 partitions: Vec::new(),
             };
-            let handle = ReaderHandle {
-                id: reader,
-                ctl,
-                group: Some((key, member)),
-            };
+            let handle = ReaderHandle { id: reader, ctl, group: Some((key, member)) };
             return Ok((
                 handle,
-                PendingReader {
-                    engine: self.clone(),
-                    spec,
-                    ctl_rx,
-                    actions,
-                },
+                PendingReader { engine: self.clone(), spec, ctl_rx, actions },
                 reply,
             ));
         }
@@ -556,12 +478,7 @@ impl Engine {
                 None => self.start_offset(&live, partition, request.from).await?,
             };
             positions.insert(partition, next);
-            started.push(ReaderPartition {
-                partition,
-                next,
-                low,
-                high,
-            });
+            started.push(ReaderPartition { partition, next, low, high });
         }
         let spec = ReaderSpec {
             id: reader,
@@ -577,19 +494,10 @@ impl Engine {
             member: None,
             partitions: started,
         };
-        let handle = ReaderHandle {
-            id: reader,
-            ctl,
-            group: None,
-        };
+        let handle = ReaderHandle { id: reader, ctl, group: None };
         Ok((
             handle,
-            PendingReader {
-                engine: self.clone(),
-                spec,
-                ctl_rx,
-                actions: Vec::new(),
-            },
+            PendingReader { engine: self.clone(), spec, ctl_rx, actions: Vec::new() },
             reply,
         ))
     }
@@ -623,8 +531,5 @@ fn check_position(partition: u32, offset: u64, low: u64, high: u64) -> Result<u6
 }
 
 fn unexpected(result: WriteResult) -> StreamError {
-    error(
-        ErrorCode::Internal,
-        format!("unexpected storage result {result:?}"),
-    )
+    error(ErrorCode::Internal, format!("unexpected storage result {result:?}"))
 }

@@ -82,15 +82,7 @@ pub async fn run(engine: Arc<Engine>, spec: ReaderSpec, mut ctl: mpsc::Receiver<
         cursors: spec
             .positions
             .into_iter()
-            .map(|(p, next)| {
-                (
-                    p,
-                    Cursor {
-                        next,
-                        generation: 0,
-                    },
-                )
-            })
+            .map(|(p, next)| (p, Cursor { next, generation: 0 }))
             .collect(),
         delivered: VecDeque::new(),
         group: spec.group,
@@ -172,10 +164,7 @@ impl ReaderTask {
                     self.cursors.remove(p);
                 }
                 self.delivered.retain(|(p, _)| !partitions.contains(p));
-                self.send(&ServerFrame::Revoked(Revoked {
-                    reader: self.id,
-                    partitions,
-                }))
+                self.send(&ServerFrame::Revoked(Revoked { reader: self.id, partitions }))
             }
             Ctl::Assign(partitions) => self.assign(partitions).await,
         }
@@ -200,11 +189,7 @@ impl ReaderTask {
             let resume = group.resume.get(&partition).copied();
             let start = match resume.or_else(|| committed.get(&partition).copied()) {
                 Some(offset) => offset,
-                None => match self
-                    .engine
-                    .start_offset(&self.live, partition, group.from)
-                    .await
-                {
+                None => match self.engine.start_offset(&self.live, partition, group.from).await {
                     Ok(offset) => offset,
                     Err(error) => {
                         self.close_with(error);
@@ -212,27 +197,13 @@ impl ReaderTask {
                     }
                 },
             };
-            self.cursors.insert(
-                partition,
-                Cursor {
-                    next: start,
-                    generation,
-                },
-            );
-            starts.push(PartitionOffset {
-                partition,
-                offset: start,
-            });
+            self.cursors.insert(partition, Cursor { next: start, generation });
+            starts.push(PartitionOffset { partition, offset: start });
         }
         if let Some(group) = &mut self.group {
             group.resume.clear();
         }
-        let generation = self
-            .cursors
-            .values()
-            .map(|c| c.generation)
-            .max()
-            .unwrap_or(0);
+        let generation = self.cursors.values().map(|c| c.generation).max().unwrap_or(0);
         self.send(&ServerFrame::Assigned(Assigned {
             reader: self.id,
             generation,
@@ -257,13 +228,7 @@ impl ReaderTask {
             };
             let result = self
                 .engine
-                .commit(
-                    &self.live.meta.name,
-                    &group.key.1,
-                    partition,
-                    offset,
-                    cursor.generation,
-                )
+                .commit(&self.live.meta.name, &group.key.1, partition, offset, cursor.generation)
                 .await;
             if let Err(e) = result {
                 tracing::debug!(reader = self.id, partition, error = %e.message, "auto-commit refused");
@@ -299,11 +264,7 @@ impl ReaderTask {
                 return Step::Stop;
             }
         }
-        if progressed {
-            Step::Progress
-        } else {
-            Step::Idle
-        }
+        if progressed { Step::Progress } else { Step::Idle }
     }
 
     /// Sends one batch from `partition` if it has records past the cursor.
@@ -351,11 +312,7 @@ impl ReaderTask {
         let count = records.len();
         let last = records[count - 1].0;
         let Some(message) = self.records_frame(partition, &records) else {
-            return Err(ErrorFrame::new(
-                None,
-                ErrorCode::Internal,
-                "cannot encode records",
-            ));
+            return Err(ErrorFrame::new(None, ErrorCode::Internal, "cannot encode records"));
         };
         if !self.outbox.stream(message) {
             return Ok(false);
@@ -384,11 +341,7 @@ impl ReaderTask {
                     .map(|(_, b)| rmp_serde::from_slice::<Record>(b))
                     .collect::<Result<Vec<_>, _>>()
                     .ok()?;
-                let frame = ServerFrame::Records(Records {
-                    reader: self.id,
-                    partition,
-                    records,
-                });
+                let frame = ServerFrame::Records(Records { reader: self.id, partition, records });
                 encode_message(&frame, Format::Json)
             }
         }
@@ -403,9 +356,6 @@ impl ReaderTask {
 
     fn close_with(&self, error: ErrorFrame) {
         tracing::debug!(reader = self.id, code = %error.name, "reader closed: {}", error.message);
-        self.send(&ServerFrame::ReaderClosed(ReaderClosed {
-            reader: self.id,
-            error,
-        }));
+        self.send(&ServerFrame::ReaderClosed(ReaderClosed { reader: self.id, error }));
     }
 }

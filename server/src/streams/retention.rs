@@ -22,12 +22,7 @@ pub async fn run(engine: Arc<Engine>) {
     loop {
         tick.tick().await;
         let now = engine.clock.now_ms();
-        deliver(
-            engine
-                .groups
-                .expire(now, engine.config.group_session_timeout_ms),
-        )
-        .await;
+        deliver(engine.groups.expire(now, engine.config.group_session_timeout_ms)).await;
         if let Err(e) = engine.enforce_retention().await {
             tracing::warn!(error = %e.message, "retention pass failed");
         }
@@ -67,12 +62,7 @@ impl Engine {
                 if let Some(max) = r.max_bytes
                     && bytes > max
                 {
-                    let part = PartState {
-                        low,
-                        high,
-                        bytes,
-                        last_ts: 0,
-                    };
+                    let part = PartState { low, high, bytes, last_ts: 0 };
                     let offset = self
                         .storage
                         .read(move |txn| offset_for_bytes(txn, id, partition, part, max))
@@ -81,12 +71,8 @@ impl Engine {
                 }
                 let mut current = low;
                 while current < target {
-                    let op = WriteOp::Trim {
-                        stream: id,
-                        partition,
-                        below: target,
-                        max: TRIM_BATCH,
-                    };
+                    let op =
+                        WriteOp::Trim { stream: id, partition, below: target, max: TRIM_BATCH };
                     match self.writer.submit(op).await? {
                         WriteResult::Count(0) => break,
                         WriteResult::Count(n) => {
@@ -98,9 +84,7 @@ impl Engine {
                 }
             }
         }
-        self.writer
-            .submit(WriteOp::ExpireDedup { max: 10_000 })
-            .await?;
+        self.writer.submit(WriteOp::ExpireDedup { max: 10_000 }).await?;
         Ok(removed)
     }
 }

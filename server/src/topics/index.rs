@@ -26,12 +26,7 @@ struct Node<V> {
 
 impl<V> Default for Node<V> {
     fn default() -> Self {
-        Node {
-            literal: HashMap::new(),
-            star: None,
-            exact: HashMap::new(),
-            tail: HashMap::new(),
-        }
+        Node { literal: HashMap::new(), star: None, exact: HashMap::new(), tail: HashMap::new() }
     }
 }
 
@@ -46,10 +41,7 @@ impl<V> Node<V> {
 
 impl<V> Default for PatternIndex<V> {
     fn default() -> Self {
-        PatternIndex {
-            root: Node::default(),
-            subscriptions: 0,
-        }
+        PatternIndex { root: Node::default(), subscriptions: 0 }
     }
 }
 
@@ -232,11 +224,7 @@ mod tests {
                     .iter()
                     .flat_map(|p| {
                         segments.iter().map(move |s| {
-                            if p.is_empty() {
-                                s.to_string()
-                            } else {
-                                format!("{p}.{s}")
-                            }
+                            if p.is_empty() { s.to_string() } else { format!("{p}.{s}") }
                         })
                     })
                     .collect();

@@ -31,10 +31,7 @@ pub struct Topics {
 impl Topics {
     /// An engine with no subscriptions.
     pub fn new(stats: Arc<Stats>) -> Topics {
-        Topics {
-            index: RwLock::new(PatternIndex::default()),
-            stats,
-        }
+        Topics { index: RwLock::new(PatternIndex::default()), stats }
     }
 
     /// Subscribes `session` to a valid `pattern`. Returns false if it already was.
@@ -94,11 +91,7 @@ struct Encoded<'a> {
 
 impl<'a> Encoded<'a> {
     fn new(frame: &'a ServerFrame) -> Self {
-        Encoded {
-            frame,
-            msgpack: OnceCell::new(),
-            json: OnceCell::new(),
-        }
+        Encoded { frame, msgpack: OnceCell::new(), json: OnceCell::new() }
     }
 
     fn get(&self, format: Format) -> Option<(Message, usize)> {

@@ -13,10 +13,13 @@ use switchboard_protocol::{ErrorFrame, Read, ReplyBody, ServerFrame};
 use switchboard_server::Config;
 use switchboard_server::clock::ManualClock;
 use switchboard_server::config::SlowConsumerPolicy;
+use switchboard_server::engines;
+use switchboard_server::queues::Queues;
 use switchboard_server::session::outbox::{Out, Outbox};
 use switchboard_server::stats::Stats;
 use switchboard_server::storage::Storage;
-use switchboard_server::streams::{self, ReaderHandle, Streams};
+use switchboard_server::storage::writer::Writer;
+use switchboard_server::streams::{ReaderHandle, Streams};
 
 /// Start of the manual clock: 2026-01-01.
 pub const T0: u64 = 1_767_225_600_000;
@@ -27,6 +30,8 @@ pub struct Harness {
     pub config: Config,
     pub storage: Option<Storage>,
     pub engine: Option<Streams>,
+    pub queues: Option<Queues>,
+    writer: Option<Writer>,
 }
 
 impl Harness {
@@ -37,34 +42,34 @@ impl Harness {
     pub async fn with_config(config: Config) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(T0);
-        let mut h = Harness {
-            dir,
-            clock,
-            config,
-            storage: None,
-            engine: None,
-        };
+        let mut h =
+            Harness { dir, clock, config, storage: None, engine: None, queues: None, writer: None };
         h.open().await;
         h
     }
 
     async fn open(&mut self) {
         let storage = Storage::open(self.dir.path()).await.unwrap();
-        let engine =
-            streams::start(storage.clone(), self.config.streams(), self.clock.clone()).unwrap();
+        let engines = engines::start(&storage, &self.config, self.clock.clone()).unwrap();
         self.storage = Some(storage);
-        self.engine = Some(engine);
+        self.engine = Some(engines.streams);
+        self.queues = Some(engines.queues);
+        self.writer = Some(engines.writer);
     }
 
     pub fn engine(&self) -> &Streams {
         self.engine.as_ref().unwrap()
     }
 
+    pub fn queues(&self) -> &Queues {
+        self.queues.as_ref().unwrap()
+    }
+
     /// Stops the engine and closes the database as a shutdown would, then opens both again.
     pub async fn restart(&mut self) {
-        let engine = self.engine.take().unwrap();
-        engine.writer.stop().await;
-        drop(engine);
+        self.writer.take().unwrap().stop().await;
+        self.engine = None;
+        self.queues = None;
         self.storage.take().unwrap().close().await;
         self.open().await;
     }
@@ -77,10 +82,8 @@ impl Harness {
             Format::MsgPack,
             Arc::new(Stats::default()),
         ));
-        let (handle, pending, body) = self
-            .engine()
-            .open_reader(&request, request.id, outbox.clone())
-            .await?;
+        let (handle, pending, body) =
+            self.engine().open_reader(&request, request.id, outbox.clone()).await?;
         pending.start().await;
         Ok((
             TestReader {
@@ -100,12 +103,8 @@ impl Harness {
         partition: u32,
         from: ReadFrom,
     ) -> Result<Vec<Record>, ErrorFrame> {
-        let (mut reader, body) = self
-            .reader(read(stream, Some(partition), from, 100_000))
-            .await?;
-        let ReplyBody::ReadStarted { partitions, .. } = body else {
-            panic!("{body:?}")
-        };
+        let (mut reader, body) = self.reader(read(stream, Some(partition), from, 100_000)).await?;
+        let ReplyBody::ReadStarted { partitions, .. } = body else { panic!("{body:?}") };
         let want = (partitions[0].high - partitions[0].next) as usize;
         let mut records = Vec::new();
         while records.len() < want {
@@ -151,8 +150,7 @@ impl TestReader {
                 .expect("the reader sent nothing in time");
             for item in batch.items {
                 if let Out::Message(Message::Binary(bytes)) = item {
-                    self.pending
-                        .push(codec::decode_server(&bytes, Format::MsgPack).unwrap());
+                    self.pending.push(codec::decode_server(&bytes, Format::MsgPack).unwrap());
                 }
             }
             self.pending.reverse();
@@ -172,8 +170,7 @@ impl TestReader {
             Ok(batch) => {
                 for item in batch.items {
                     if let Out::Message(Message::Binary(bytes)) = item {
-                        self.pending
-                            .push(codec::decode_server(&bytes, Format::MsgPack).unwrap());
+                        self.pending.push(codec::decode_server(&bytes, Format::MsgPack).unwrap());
                     }
                 }
                 self.pending.reverse();
@@ -185,11 +182,7 @@ impl TestReader {
 
     pub async fn credit(&self, n: u32) {
         let handle = self.handle.as_ref().unwrap();
-        handle
-            .ctl
-            .send(switchboard_server::streams::reader::Ctl::Credit(n))
-            .await
-            .unwrap();
+        handle.ctl.send(switchboard_server::streams::reader::Ctl::Credit(n)).await.unwrap();
     }
 
     pub async fn close(mut self) {
