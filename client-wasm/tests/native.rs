@@ -18,11 +18,8 @@ use tokio::time::timeout;
 #[tokio::test]
 async fn connect_should_resolve_after_welcome_with_the_session_id() {
     let hub = FakeHub::start().await;
-    let options = ClientOptions {
-        token: Some("t0k".into()),
-        name: Some("unit".into()),
-        ..options()
-    };
+    let options =
+        ClientOptions { token: Some("t0k".into()), name: Some("unit".into()), ..options() };
     let (client, (_conn, hello)) = tokio::join!(connect(&hub.url, options), async {
         let mut conn = hub.accept().await;
         let hello = conn.welcome(42).await;
@@ -49,16 +46,12 @@ async fn publish_should_return_the_receiver_count_from_the_reply() {
             panic!("expected publish");
         };
         assert_eq!((p.topic.as_str(), p.data.as_bytes()), ("a.b", &b"hi"[..]));
-        conn.ok(p.id, Some(ReplyBody::Published { receivers: 3 }))
-            .await;
+        conn.ok(p.id, Some(ReplyBody::Published { receivers: 3 })).await;
     });
     assert_eq!(published, Ok(3));
 
     let invalid = client.publish("a.*", "x", Headers::new()).await;
-    assert_eq!(
-        invalid.unwrap_err().error_code(),
-        Some(ErrorCode::InvalidName)
-    );
+    assert_eq!(invalid.unwrap_err().error_code(), Some(ErrorCode::InvalidName));
 }
 
 #[tokio::test]
@@ -67,12 +60,8 @@ async fn refused_token_should_fail_connect_with_unauthorized() {
     let (client, ()) = tokio::join!(connect(&hub.url, options()), async {
         let mut conn = hub.accept().await;
         conn.frame().await;
-        conn.send(ServerFrame::Error(ErrorFrame::new(
-            None,
-            ErrorCode::Unauthorized,
-            "bad token",
-        )))
-        .await;
+        conn.send(ServerFrame::Error(ErrorFrame::new(None, ErrorCode::Unauthorized, "bad token")))
+            .await;
         conn.close(4003).await;
         let _ = conn.recv().await;
     });
@@ -109,10 +98,7 @@ async fn overlapping_subscriptions_should_each_get_a_delivered_message() {
     conn.deliver("s.x", "one").await;
     for sub in [&mut wide, &mut exact] {
         let message = timeout(WAIT, sub.next()).await.unwrap().unwrap();
-        assert_eq!(
-            (message.topic.as_str(), &message.data[..]),
-            ("s.x", &b"one"[..])
-        );
+        assert_eq!((message.topic.as_str(), &message.data[..]), ("s.x", &b"one"[..]));
     }
 }
 
@@ -134,10 +120,7 @@ async fn lost_connection_should_reconnect_and_restore_subscriptions() {
     let mut conn = hub.accept().await;
     conn.welcome(2).await;
     assert_eq!(conn.ack_subscribe().await, "r.*");
-    timeout(WAIT, states.wait_for(|s| *s == ConnectionState::Connected))
-        .await
-        .unwrap()
-        .unwrap();
+    timeout(WAIT, states.wait_for(|s| *s == ConnectionState::Connected)).await.unwrap().unwrap();
     assert_eq!(client.session_id(), Some(2));
     conn.deliver("r.1", "back").await;
     let message = timeout(WAIT, sub.next()).await.unwrap().unwrap();
@@ -184,10 +167,7 @@ async fn dropping_every_handle_should_close_the_connection() {
 #[tokio::test]
 async fn unread_subscription_should_drop_and_count_instead_of_blocking() {
     let hub = FakeHub::start().await;
-    let options = ClientOptions {
-        subscription_buffer: 2,
-        ..options()
-    };
+    let options = ClientOptions { subscription_buffer: 2, ..options() };
     let (client, mut conn) = tokio::join!(connect(&hub.url, options), async {
         let mut conn = hub.accept().await;
         conn.welcome(1).await;
@@ -200,11 +180,7 @@ async fn unread_subscription_should_drop_and_count_instead_of_blocking() {
     for i in 0..10 {
         conn.deliver("f", &i.to_string()).await;
     }
-    conn.send(ServerFrame::Notice(Notice::Lagged {
-        topic: "f".into(),
-        missed: 5,
-    }))
-    .await;
+    conn.send(ServerFrame::Notice(Notice::Lagged { topic: "f".into(), missed: 5 })).await;
     // A ping answered after the deliveries proves the driver handled them all and kept going.
     let (pong, ()) = tokio::join!(client.ping(), async {
         let ping = conn.frame().await;
@@ -218,10 +194,7 @@ async fn unread_subscription_should_drop_and_count_instead_of_blocking() {
     }
     assert_eq!(
         notices.recv().await.unwrap(),
-        ClientNotice::Lagged {
-            topic: "f".into(),
-            missed: 5
-        }
+        ClientNotice::Lagged { topic: "f".into(), missed: 5 }
     );
 }
 

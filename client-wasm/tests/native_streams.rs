@@ -45,12 +45,7 @@ async fn read_started(
 ) {
     let partitions = parts
         .iter()
-        .map(|&(partition, next)| ReaderPartition {
-            partition,
-            next,
-            low: 0,
-            high: next,
-        })
+        .map(|&(partition, next)| ReaderPartition { partition, next, low: 0, high: next })
         .collect();
     let body = ReplyBody::ReadStarted {
         reader: hub,
@@ -71,12 +66,7 @@ async fn records(conn: &mut Conn, hub: u64, partition: u32, offsets: std::ops::R
             data: Payload::from(format!("r{offset}")),
         })
         .collect();
-    conn.send(ServerFrame::Records(Records {
-        reader: hub,
-        partition,
-        records,
-    }))
-    .await;
+    conn.send(ServerFrame::Records(Records { reader: hub, partition, records })).await;
 }
 
 /// Starts a reader on "s" answered as hub reader `hub` at partition 0, offset 0.
@@ -119,11 +109,7 @@ async fn append_should_return_its_position_and_be_resent_with_the_same_key_after
     let (client, mut conn) = connected(&hub).await;
     let appending = tokio::spawn({
         let client = client.clone();
-        async move {
-            client
-                .append("orders", "one", AppendOptions::default())
-                .await
-        }
+        async move { client.append("orders", "one", AppendOptions::default()).await }
     });
     let ClientFrame::Append(first) = conn.frame().await else {
         panic!("expected append");
@@ -139,32 +125,17 @@ async fn append_should_return_its_position_and_be_resent_with_the_same_key_after
         panic!("expected the append again");
     };
     assert_eq!(again, first, "same id, same key, same record");
-    let body = ReplyBody::Appended {
-        partition: 0,
-        offset: 12,
-        timestamp: 99,
-    };
+    let body = ReplyBody::Appended { partition: 0, offset: 12, timestamp: 99 };
     conn.ok(again.id, Some(body)).await;
     let appended = timeout(WAIT, appending).await.unwrap().unwrap().unwrap();
-    assert_eq!(
-        appended,
-        Appended {
-            partition: 0,
-            offset: 12,
-            timestamp: 99
-        }
-    );
+    assert_eq!(appended, Appended { partition: 0, offset: 12, timestamp: 99 });
 }
 
 #[tokio::test]
 async fn reader_should_hand_out_records_in_order_and_return_exactly_the_credit_taken() {
     let hub = FakeHub::start().await;
     let (client, mut conn) = connected(&hub).await;
-    let options = ReadOptions {
-        from: ReadFrom::Earliest,
-        credit: 4,
-        ..ReadOptions::default()
-    };
+    let options = ReadOptions { from: ReadFrom::Earliest, credit: 4, ..ReadOptions::default() };
     let mut reader = reader(&client, &mut conn, options, 50).await;
     assert_eq!(reader.epoch(), 7);
     records(&mut conn, 50, 0, 0..4).await;
@@ -176,11 +147,7 @@ async fn reader_should_hand_out_records_in_order_and_return_exactly_the_credit_t
 
     // The returned credit is used: four more arrive and are handed out, as a stream too.
     records(&mut conn, 50, 0, 4..8).await;
-    let more: Vec<u64> = (&mut reader)
-        .take(4)
-        .map(|r| r.unwrap().offset)
-        .collect()
-        .await;
+    let more: Vec<u64> = (&mut reader).take(4).map(|r| r.unwrap().offset).collect().await;
     assert_eq!(more, vec![4, 5, 6, 7]);
 }
 
@@ -188,10 +155,7 @@ async fn reader_should_hand_out_records_in_order_and_return_exactly_the_credit_t
 async fn reader_should_resume_after_a_reconnect_without_duplicates_or_gaps() {
     let hub = FakeHub::start().await;
     let (client, mut conn) = connected(&hub).await;
-    let options = ReadOptions {
-        credit: 4,
-        ..ReadOptions::default()
-    };
+    let options = ReadOptions { credit: 4, ..ReadOptions::default() };
     let mut reader = reader(&client, &mut conn, options, 50).await;
     records(&mut conn, 50, 0, 0..3).await;
     assert_eq!(next_offset(&mut reader).await, 0);
@@ -201,13 +165,7 @@ async fn reader_should_resume_after_a_reconnect_without_duplicates_or_gaps() {
     let mut conn = hub.accept().await;
     conn.welcome(2).await;
     let read = expect_read(&mut conn).await;
-    assert_eq!(
-        read.positions,
-        vec![PartitionOffset {
-            partition: 0,
-            offset: 3
-        }]
-    );
+    assert_eq!(read.positions, vec![PartitionOffset { partition: 0, offset: 3 }]);
     assert_eq!(read.epoch, Some(7));
     // Two records wait unread; whether the one taken was reported before the drop, the
     // credit never lets the buffer exceed the window.
@@ -236,11 +194,7 @@ async fn reader_closed_should_yield_the_records_then_the_error_once_and_notify()
     .await;
     assert_eq!(next_offset(&mut reader).await, 0);
     assert_eq!(next_offset(&mut reader).await, 1);
-    let error = timeout(WAIT, reader.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap_err();
+    let error = timeout(WAIT, reader.next()).await.unwrap().unwrap().unwrap_err();
     assert_eq!(error.error_code(), Some(ErrorCode::NotFound));
     assert!(timeout(WAIT, reader.next()).await.unwrap().is_none());
     let notice = timeout(WAIT, notices.recv()).await.unwrap().unwrap();
@@ -251,10 +205,7 @@ async fn reader_closed_should_yield_the_records_then_the_error_once_and_notify()
 async fn group_reader_commit_should_quote_the_partition_generation() {
     let hub = FakeHub::start().await;
     let (client, mut conn) = connected(&hub).await;
-    let options = ReadOptions {
-        group: Some("workers".into()),
-        ..ReadOptions::default()
-    };
+    let options = ReadOptions { group: Some("workers".into()), ..ReadOptions::default() };
     let (reader, ()) = tokio::join!(client.read("s", options), async {
         let read = expect_read(&mut conn).await;
         assert_eq!(read.group.as_deref(), Some("workers"));
@@ -265,18 +216,11 @@ async fn group_reader_commit_should_quote_the_partition_generation() {
     conn.send(ServerFrame::Assigned(Assigned {
         reader: 50,
         generation: 2,
-        partitions: vec![PartitionOffset {
-            partition: 1,
-            offset: 40,
-        }],
+        partitions: vec![PartitionOffset { partition: 1, offset: 40 }],
     }))
     .await;
     records(&mut conn, 50, 1, 40..41).await;
-    let record = timeout(WAIT, reader.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let record = timeout(WAIT, reader.next()).await.unwrap().unwrap().unwrap();
     assert_eq!((record.partition, record.offset), (1, 40));
     assert_eq!(reader.position().get(&1), Some(&41));
 
@@ -329,18 +273,12 @@ async fn stream_requests_should_return_the_hubs_answers() {
         stream: "s".into(),
         partitions: 2,
         epoch: 7,
-        retention: Retention {
-            max_records: Some(10),
-            ..Retention::default()
-        },
+        retention: Retention { max_records: Some(10), ..Retention::default() },
         durability: Durability::Immediate,
         created: 1,
     };
-    let options = StreamOptions {
-        partitions: Some(2),
-        retention: Some(info.retention),
-        durability: None,
-    };
+    let options =
+        StreamOptions { partitions: Some(2), retention: Some(info.retention), durability: None };
     let (created, ()) = tokio::join!(client.create_stream("s", options), async {
         let ClientFrame::CreateStream(c) = conn.frame().await else {
             panic!("expected create_stream");
@@ -353,11 +291,7 @@ async fn stream_requests_should_return_the_hubs_answers() {
     let (listed, ()) = tokio::join!(client.list_streams(), async {
         let frame = conn.frame().await;
         let streams = vec![info.clone()];
-        conn.ok(
-            frame.request_id().unwrap(),
-            Some(ReplyBody::Streams { streams }),
-        )
-        .await;
+        conn.ok(frame.request_id().unwrap(), Some(ReplyBody::Streams { streams })).await;
     });
     assert_eq!(listed.unwrap(), vec![info.clone()]);
 

@@ -35,15 +35,8 @@ pub struct RawClient {
 impl RawClient {
     /// Opens a socket without saying hello.
     pub async fn connect(url: &str, format: Format) -> RawClient {
-        let (ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("connect");
-        RawClient {
-            ws,
-            format,
-            next_id: 1,
-            backlog: VecDeque::new(),
-        }
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+        RawClient { ws, format, next_id: 1, backlog: VecDeque::new() }
     }
 
     /// Opens a socket and completes the hello/welcome exchange.
@@ -73,10 +66,7 @@ impl RawClient {
         let bytes = codec::encode(frame, self.format).expect("encode");
         match self.format {
             Format::MsgPack => self.send_binary(bytes).await,
-            Format::Json => {
-                self.send_text(&String::from_utf8(bytes).expect("utf8"))
-                    .await
-            }
+            Format::Json => self.send_text(&String::from_utf8(bytes).expect("utf8")).await,
         }
     }
 
@@ -92,18 +82,12 @@ impl RawClient {
 
     /// Sends arbitrary bytes as a binary message.
     pub async fn send_binary(&mut self, bytes: Vec<u8>) {
-        self.ws
-            .send(Message::Binary(bytes.into()))
-            .await
-            .expect("send");
+        self.ws.send(Message::Binary(bytes.into())).await.expect("send");
     }
 
     /// Sends arbitrary text as a text message.
     pub async fn send_text(&mut self, text: &str) {
-        self.ws
-            .send(Message::Text(text.into()))
-            .await
-            .expect("send");
+        self.ws.send(Message::Text(text.into())).await.expect("send");
     }
 
     /// The next frame or the close, within [`RECV_TIMEOUT`].
@@ -111,9 +95,7 @@ impl RawClient {
         if let Some(frame) = self.backlog.pop_front() {
             return Received::Frame(frame);
         }
-        self.recv_within(RECV_TIMEOUT)
-            .await
-            .expect("nothing received in time")
+        self.recv_within(RECV_TIMEOUT).await.expect("nothing received in time")
     }
 
     /// The next frame or the close, or `None` if nothing arrives within `wait`.
@@ -123,9 +105,7 @@ impl RawClient {
         }
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let next = tokio::time::timeout_at(deadline, self.ws.next())
-                .await
-                .ok()?;
+            let next = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()?;
             let (bytes, format) = match next {
                 None | Some(Err(_)) => return Some(Received::Closed(None)),
                 Some(Ok(Message::Close(frame))) => {
@@ -186,16 +166,9 @@ impl RawClient {
     /// Subscribes and asserts it succeeded.
     pub async fn subscribe(&mut self, pattern: &str) {
         let id = self.id();
-        let reply = self
-            .request(ClientFrame::Subscribe(Subscribe {
-                id,
-                pattern: pattern.into(),
-            }))
-            .await;
-        assert!(
-            matches!(reply, ServerFrame::Ok(_)),
-            "subscribe {pattern}: {reply:?}"
-        );
+        let reply =
+            self.request(ClientFrame::Subscribe(Subscribe { id, pattern: pattern.into() })).await;
+        assert!(matches!(reply, ServerFrame::Ok(_)), "subscribe {pattern}: {reply:?}");
     }
 
     /// Publishes and asserts it succeeded.
@@ -208,10 +181,7 @@ impl RawClient {
             headers: Default::default(),
         });
         let reply = self.request(frame).await;
-        assert!(
-            matches!(reply, ServerFrame::Ok(_)),
-            "publish {topic}: {reply:?}"
-        );
+        assert!(matches!(reply, ServerFrame::Ok(_)), "publish {topic}: {reply:?}");
     }
 
     /// The underlying socket, for tests that need to stop reading it.

@@ -43,13 +43,7 @@ impl TestServer {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let logs = Arc::new(Mutex::new(String::new()));
         let (child, addr) = spawn(&args, "127.0.0.1:0", data.path(), &logs).await;
-        TestServer {
-            child: Some(child),
-            addr,
-            data,
-            args,
-            logs,
-        }
+        TestServer { child: Some(child), addr, data, args, logs }
     }
 
     /// The hub's address.
@@ -127,10 +121,7 @@ impl Drop for TestServer {
 }
 
 fn signal(child: &Child, name: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(child.id().to_string())
-        .status();
+    let _ = Command::new("kill").arg(format!("-{name}")).arg(child.id().to_string()).status();
 }
 
 async fn spawn(
@@ -148,18 +139,14 @@ async fn spawn(
         .arg("--data")
         .arg(data)
         .args(args)
-        .env(
-            "SWITCHBOARD_LOG",
-            std::env::var("HUB_LOG").unwrap_or_else(|_| "debug".into()),
-        )
+        .env("SWITCHBOARD_LOG", std::env::var("HUB_LOG").unwrap_or_else(|_| "debug".into()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     // A restart may find the port still held for a moment by the previous process.
     for attempt in 0..50 {
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let mut child =
+            command.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         let (tx, rx) = mpsc::channel();
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
@@ -174,10 +161,7 @@ async fn spawn(
                 let _ = child.kill();
                 let status = child.wait().ok();
                 if attempt == 49 {
-                    panic!(
-                        "hub did not start ({status:?}); logs:\n{}",
-                        logs.lock().unwrap()
-                    );
+                    panic!("hub did not start ({status:?}); logs:\n{}", logs.lock().unwrap());
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }

@@ -22,10 +22,7 @@ fn error_of(frame: &ServerFrame) -> (Option<u64>, ErrorCode) {
 async fn assert_alive(client: &mut RawClient) {
     let id = client.id();
     let reply = client.request(ClientFrame::Ping(Ping { id })).await;
-    assert!(
-        matches!(&reply, ServerFrame::Ok(r) if r.id == id),
-        "{reply:?}"
-    );
+    assert!(matches!(&reply, ServerFrame::Ok(r) if r.id == id), "{reply:?}");
 }
 
 #[tokio::test]
@@ -60,13 +57,7 @@ async fn a_first_frame_that_is_not_hello_should_be_refused_with_4000() {
 async fn an_unsupported_version_should_be_refused_with_4002() {
     let server = TestServer::start().await;
     let mut client = RawClient::connect(&server.ws_url(), Format::MsgPack).await;
-    client
-        .send(&ClientFrame::Hello(Hello {
-            version: 99,
-            token: None,
-            client: None,
-        }))
-        .await;
+    client.send(&ClientFrame::Hello(Hello { version: 99, token: None, client: None })).await;
     let (frames, code) = client.until_close().await;
     assert_eq!(error_of(&frames[0]).1, ErrorCode::UnsupportedVersion);
     assert_eq!(code, Some(CloseCode::UnsupportedVersion.as_u16()));
@@ -79,10 +70,7 @@ async fn a_missing_hello_should_be_closed_after_the_hello_deadline() {
     let started = std::time::Instant::now();
     let (_, code) = client.until_close().await;
     assert_eq!(code, Some(CloseCode::HelloTimeout.as_u16()));
-    assert!(
-        started.elapsed() >= Duration::from_millis(250),
-        "closed too early"
-    );
+    assert!(started.elapsed() >= Duration::from_millis(250), "closed too early");
 }
 
 #[tokio::test]
@@ -92,10 +80,7 @@ async fn every_kind_of_bad_frame_should_get_its_error_and_the_session_should_go_
     let (mut json, _) = RawClient::hello(&server.ws_url(), Format::Json).await;
 
     bin.send_binary(b"\x00garbage\xff\xfe".to_vec()).await;
-    assert_eq!(
-        error_of(&bin.frame().await),
-        (None, ErrorCode::MalformedFrame)
-    );
+    assert_eq!(error_of(&bin.frame().await), (None, ErrorCode::MalformedFrame));
 
     let publish = ClientFrame::Publish(Publish {
         id: 77,
@@ -105,39 +90,19 @@ async fn every_kind_of_bad_frame_should_get_its_error_and_the_session_should_go_
     });
     let full = codec::encode(&publish, Format::MsgPack).unwrap();
     bin.send_binary(full[..full.len() / 2].to_vec()).await;
-    assert_eq!(
-        error_of(&bin.frame().await),
-        (None, ErrorCode::MalformedFrame)
-    );
+    assert_eq!(error_of(&bin.frame().await), (None, ErrorCode::MalformedFrame));
 
-    json.send_text(r#"{"publish":{"id":8,"topic":["a"],"data":"x"}}"#)
-        .await;
-    assert_eq!(
-        error_of(&json.frame().await),
-        (Some(8), ErrorCode::InvalidFrame)
-    );
+    json.send_text(r#"{"publish":{"id":8,"topic":["a"],"data":"x"}}"#).await;
+    assert_eq!(error_of(&json.frame().await), (Some(8), ErrorCode::InvalidFrame));
 
     json.send_text(r#"{"teleport":{"id":9}}"#).await;
-    assert_eq!(
-        error_of(&json.frame().await),
-        (Some(9), ErrorCode::UnknownOp)
-    );
+    assert_eq!(error_of(&json.frame().await), (Some(9), ErrorCode::UnknownOp));
 
     bin.send_binary(vec![0x90; 5000]).await;
-    assert_eq!(
-        error_of(&bin.frame().await),
-        (None, ErrorCode::FrameTooLarge)
-    );
+    assert_eq!(error_of(&bin.frame().await), (None, ErrorCode::FrameTooLarge));
 
-    json.send(&ClientFrame::Subscribe(Subscribe {
-        id: 10,
-        pattern: "a..b".into(),
-    }))
-    .await;
-    assert_eq!(
-        error_of(&json.frame().await),
-        (Some(10), ErrorCode::InvalidName)
-    );
+    json.send(&ClientFrame::Subscribe(Subscribe { id: 10, pattern: "a..b".into() })).await;
+    assert_eq!(error_of(&json.frame().await), (Some(10), ErrorCode::InvalidName));
     json.send(&ClientFrame::Publish(Publish {
         id: 11,
         topic: "a.*".into(),
@@ -145,21 +110,10 @@ async fn every_kind_of_bad_frame_should_get_its_error_and_the_session_should_go_
         headers: Default::default(),
     }))
     .await;
-    assert_eq!(
-        error_of(&json.frame().await),
-        (Some(11), ErrorCode::InvalidName)
-    );
+    assert_eq!(error_of(&json.frame().await), (Some(11), ErrorCode::InvalidName));
 
-    json.send(&ClientFrame::Hello(Hello {
-        version: 1,
-        token: None,
-        client: None,
-    }))
-    .await;
-    assert_eq!(
-        error_of(&json.frame().await),
-        (None, ErrorCode::UnexpectedHello)
-    );
+    json.send(&ClientFrame::Hello(Hello { version: 1, token: None, client: None })).await;
+    assert_eq!(error_of(&json.frame().await), (None, ErrorCode::UnexpectedHello));
 
     assert_alive(&mut bin).await;
     assert_alive(&mut json).await;
@@ -187,11 +141,7 @@ async fn a_session_that_keeps_sending_bad_frames_should_be_closed_with_4004() {
     }
     let (frames, code) = client.until_close().await;
     assert_eq!(frames.len(), 10);
-    assert!(
-        frames
-            .iter()
-            .all(|f| error_of(f).1 == ErrorCode::MalformedFrame)
-    );
+    assert!(frames.iter().all(|f| error_of(f).1 == ErrorCode::MalformedFrame));
     assert_eq!(code, Some(CloseCode::TooManyBadFrames.as_u16()));
 }
 
@@ -219,22 +169,11 @@ async fn subscriptions_beyond_the_limit_should_be_refused() {
     for p in ["a", "b", "c", "c"] {
         client.subscribe(p).await;
     }
-    let reply = client
-        .request(ClientFrame::Subscribe(Subscribe {
-            id: 50,
-            pattern: "d".into(),
-        }))
-        .await;
-    assert_eq!(
-        error_of(&reply),
-        (Some(50), ErrorCode::TooManySubscriptions)
-    );
-    let reply = client
-        .request(ClientFrame::Unsubscribe(Unsubscribe {
-            id: 51,
-            pattern: "a".into(),
-        }))
-        .await;
+    let reply =
+        client.request(ClientFrame::Subscribe(Subscribe { id: 50, pattern: "d".into() })).await;
+    assert_eq!(error_of(&reply), (Some(50), ErrorCode::TooManySubscriptions));
+    let reply =
+        client.request(ClientFrame::Unsubscribe(Unsubscribe { id: 51, pattern: "a".into() })).await;
     assert!(matches!(reply, ServerFrame::Ok(_)));
     client.subscribe("d").await;
 }
@@ -266,22 +205,14 @@ async fn connections_over_the_limit_should_be_closed_with_1013() {
     let (_a, _) = RawClient::hello(&server.ws_url(), Format::MsgPack).await;
     let (mut b, _) = RawClient::hello(&server.ws_url(), Format::MsgPack).await;
     let mut c = RawClient::connect(&server.ws_url(), Format::MsgPack).await;
-    assert_eq!(
-        c.recv().await,
-        Received::Closed(Some(CloseCode::TryAgainLater.as_u16()))
-    );
+    assert_eq!(c.recv().await, Received::Closed(Some(CloseCode::TryAgainLater.as_u16())));
     assert_alive(&mut b).await;
     drop(b);
     // The slot frees once the hub notices the closed socket.
     let mut admitted = false;
     for _ in 0..50 {
         let mut d = RawClient::connect(&server.ws_url(), Format::MsgPack).await;
-        d.send(&ClientFrame::Hello(Hello {
-            version: 1,
-            token: None,
-            client: None,
-        }))
-        .await;
+        d.send(&ClientFrame::Hello(Hello { version: 1, token: None, client: None })).await;
         if matches!(d.recv().await, Received::Frame(ServerFrame::Welcome(_))) {
             admitted = true;
             break;
@@ -299,22 +230,14 @@ async fn tokens_should_be_checked_when_configured() {
     let server = TestServer::start_with(&["--config", config.to_str().unwrap()]).await;
     let mut client = RawClient::connect(&server.ws_url(), Format::Json).await;
     client
-        .send(&ClientFrame::Hello(Hello {
-            version: 1,
-            token: Some("wrong".into()),
-            client: None,
-        }))
+        .send(&ClientFrame::Hello(Hello { version: 1, token: Some("wrong".into()), client: None }))
         .await;
     let (frames, code) = client.until_close().await;
     assert_eq!(error_of(&frames[0]).1, ErrorCode::Unauthorized);
     assert_eq!(code, Some(CloseCode::Unauthorized.as_u16()));
     let mut client = RawClient::connect(&server.ws_url(), Format::Json).await;
     client
-        .send(&ClientFrame::Hello(Hello {
-            version: 1,
-            token: Some("s3cret".into()),
-            client: None,
-        }))
+        .send(&ClientFrame::Hello(Hello { version: 1, token: Some("s3cret".into()), client: None }))
         .await;
     assert!(matches!(client.frame().await, ServerFrame::Welcome(_)));
 }
@@ -331,14 +254,8 @@ async fn sigterm_should_flush_sessions_close_them_with_1001_and_exit_cleanly() {
     let status = server.stop().await;
     assert!(status.success(), "exit status {status:?}");
     let (frames, code) = subscriber.until_close().await;
-    let delivered = frames
-        .iter()
-        .filter(|f| matches!(f, ServerFrame::Deliver(_)))
-        .count();
-    assert_eq!(
-        delivered, 100,
-        "queued messages are flushed before the close"
-    );
+    let delivered = frames.iter().filter(|f| matches!(f, ServerFrame::Deliver(_))).count();
+    assert_eq!(delivered, 100, "queued messages are flushed before the close");
     assert_eq!(code, Some(CloseCode::GoingAway.as_u16()));
     let logs = server.logs();
     assert!(logs.contains("database closed"), "{logs}");
@@ -354,19 +271,12 @@ async fn the_hub_should_serve_its_page_health_and_stats_over_http() {
         serde_json::from_str(body.split("\r\n\r\n").nth(1).unwrap()).unwrap();
     assert_eq!(stats["sessions"], 1);
     assert_eq!(stats["subscriptions"], 1);
-    assert!(
-        http_get(&server, "/healthz")
-            .await
-            .starts_with("HTTP/1.1 200")
-    );
+    assert!(http_get(&server, "/healthz").await.starts_with("HTTP/1.1 200"));
     let missing = http_get(&server, "/api/nothing").await;
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
     assert!(missing.contains("\"name\":\"not_found\""), "{missing}");
     let page = http_get(&server, "/").await;
-    assert!(
-        page.starts_with("HTTP/1.1 200") && page.contains("Switchboard"),
-        "{page}"
-    );
+    assert!(page.starts_with("HTTP/1.1 200") && page.contains("Switchboard"), "{page}");
 }
 
 async fn http_get(server: &TestServer, path: &str) -> String {

@@ -18,9 +18,7 @@ async fn publish_while_one_subscriber_stalls(server: &TestServer) -> Vec<u32> {
         let mut seen = Vec::new();
         while seen.len() < MESSAGES {
             if let ServerFrame::Deliver(d) = fast.frame().await {
-                seen.push(u32::from_be_bytes(
-                    d.data.as_bytes()[..4].try_into().unwrap(),
-                ));
+                seen.push(u32::from_be_bytes(d.data.as_bytes()[..4].try_into().unwrap()));
             }
         }
         seen
@@ -53,9 +51,7 @@ async fn a_slow_subscriber_should_miss_messages_and_be_told_how_many_per_topic()
     while delivered.len() as u64 + missed < MESSAGES as u64 {
         match slow.frame().await {
             ServerFrame::Deliver(d) => {
-                delivered.push(u32::from_be_bytes(
-                    d.data.as_bytes()[..4].try_into().unwrap(),
-                ));
+                delivered.push(u32::from_be_bytes(d.data.as_bytes()[..4].try_into().unwrap()));
             }
             ServerFrame::Notice(Notice::Lagged { topic, missed: n }) => {
                 assert_eq!(topic, "feed");
@@ -64,14 +60,8 @@ async fn a_slow_subscriber_should_miss_messages_and_be_told_how_many_per_topic()
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert!(
-        missed > 0,
-        "the stalled subscriber should have lost messages"
-    );
-    assert!(
-        delivered.windows(2).all(|w| w[0] < w[1]),
-        "what arrives stays in order"
-    );
+    assert!(missed > 0, "the stalled subscriber should have lost messages");
+    assert!(delivered.windows(2).all(|w| w[0] < w[1]), "what arrives stays in order");
     // It receives again after draining.
     let (mut publisher, _) = RawClient::hello(&server.ws_url(), Format::MsgPack).await;
     publisher.publish("feed", vec![0xff; 8]).await;

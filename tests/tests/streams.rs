@@ -43,18 +43,9 @@ fn read(id: u64, stream: &str, partition: Option<u32>, from: ReadFrom, credit: u
 /// Every record of a partition, read from earliest with credit granted as records arrive.
 async fn read_back(client: &mut RawClient, stream: &str, partition: u32) -> Vec<Record> {
     let id = client.id();
-    let reply = client
-        .request(read(id, stream, Some(partition), ReadFrom::Earliest, 1000))
-        .await;
-    let ServerFrame::Ok(ok) = reply else {
-        panic!("{reply:?}")
-    };
-    let Some(ReplyBody::ReadStarted {
-        reader, partitions, ..
-    }) = ok.result
-    else {
-        panic!()
-    };
+    let reply = client.request(read(id, stream, Some(partition), ReadFrom::Earliest, 1000)).await;
+    let ServerFrame::Ok(ok) = reply else { panic!("{reply:?}") };
+    let Some(ReplyBody::ReadStarted { reader, partitions, .. }) = ok.result else { panic!() };
     let want = (partitions[0].high - partitions[0].next) as usize;
     let mut records = Vec::new();
     while records.len() < want {
@@ -63,9 +54,7 @@ async fn read_back(client: &mut RawClient, stream: &str, partition: u32) -> Vec<
                 let n = r.records.len() as u32;
                 records.extend(r.records);
                 let id = client.id();
-                client
-                    .send(&ClientFrame::Credit(Credit { id, reader, n }))
-                    .await;
+                client.send(&ClientFrame::Credit(Credit { id, reader, n })).await;
             }
             ServerFrame::Ok(_) => {}
             other => panic!("{other:?}"),
@@ -89,12 +78,7 @@ async fn append_until_killed(
         for _ in 0..32 {
             let data = format!("client {client} record {seq}").into_bytes();
             let id = c.id();
-            let frame = append(
-                id,
-                "crash",
-                Some(format!("c{client}-{}", seq % 5)),
-                data.clone(),
-            );
+            let frame = append(id, "crash", Some(format!("c{client}-{}", seq % 5)), data.clone());
             if !c.try_send(&frame).await {
                 break 'outer;
             }
@@ -105,10 +89,7 @@ async fn append_until_killed(
             match c.recv_within(Duration::from_secs(10)).await {
                 Some(Received::Frame(ServerFrame::Ok(ok))) => {
                     let data = sent.remove(&ok.id).unwrap();
-                    let Some(ReplyBody::Appended {
-                        partition, offset, ..
-                    }) = ok.result
-                    else {
+                    let Some(ReplyBody::Appended { partition, offset, .. }) = ok.result else {
                         panic!()
                     };
                     acked.insert((partition, offset), data);
@@ -142,13 +123,7 @@ async fn every_acknowledged_append_should_survive_sigkill_at_its_offset() {
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     for round in 0..4 {
         let clients: Vec<_> = (0..3)
-            .map(|c| {
-                tokio::spawn(append_until_killed(
-                    server.ws_url(),
-                    round * 10 + c,
-                    1_000_000,
-                ))
-            })
+            .map(|c| tokio::spawn(append_until_killed(server.ws_url(), round * 10 + c, 1_000_000)))
             .collect();
         seed ^= seed << 13;
         seed ^= seed >> 7;
@@ -181,10 +156,7 @@ async fn every_acknowledged_append_should_survive_sigkill_at_its_offset() {
                 acked_here += 1;
             }
         }
-        assert!(
-            acked_here > 0,
-            "round {round}: the clients should have had appends acknowledged"
-        );
+        assert!(acked_here > 0, "round {round}: the clients should have had appends acknowledged");
     }
 }
 
@@ -192,20 +164,11 @@ async fn every_acknowledged_append_should_survive_sigkill_at_its_offset() {
 async fn stream_frames_should_work_in_json_too() {
     let server = TestServer::start().await;
     let (mut json, _) = RawClient::hello(&server.ws_url(), Format::Json).await;
-    json.send_text(r#"{"append":{"id":1,"stream":"chat","data":"hello","key":"room-1"}}"#)
-        .await;
-    let ServerFrame::Ok(ok) = json.frame().await else {
-        panic!()
-    };
-    assert!(matches!(
-        ok.result,
-        Some(ReplyBody::Appended { offset: 0, .. })
-    ));
-    json.send_text(r#"{"read":{"id":2,"stream":"chat","from":"earliest","credit":10}}"#)
-        .await;
-    let ServerFrame::Ok(ok) = json.frame().await else {
-        panic!()
-    };
+    json.send_text(r#"{"append":{"id":1,"stream":"chat","data":"hello","key":"room-1"}}"#).await;
+    let ServerFrame::Ok(ok) = json.frame().await else { panic!() };
+    assert!(matches!(ok.result, Some(ReplyBody::Appended { offset: 0, .. })));
+    json.send_text(r#"{"read":{"id":2,"stream":"chat","from":"earliest","credit":10}}"#).await;
+    let ServerFrame::Ok(ok) = json.frame().await else { panic!() };
     assert!(matches!(ok.result, Some(ReplyBody::ReadStarted { .. })));
     match json.frame().await {
         ServerFrame::Records(r) => {
@@ -215,8 +178,7 @@ async fn stream_frames_should_work_in_json_too() {
         }
         other => panic!("{other:?}"),
     }
-    json.send_text(r#"{"describe_stream":{"id":3,"stream":"nope"}}"#)
-        .await;
+    json.send_text(r#"{"describe_stream":{"id":3,"stream":"nope"}}"#).await;
     match json.frame().await {
         ServerFrame::Error(e) => assert_eq!(e.error_code(), Some(ErrorCode::NotFound)),
         other => panic!("{other:?}"),
@@ -229,9 +191,7 @@ async fn records_should_be_back_after_a_graceful_restart() {
     let (mut c, _) = RawClient::hello(&server.ws_url(), Format::MsgPack).await;
     for i in 0..100u32 {
         let id = c.id();
-        let reply = c
-            .request(append(id, "keep", None, i.to_be_bytes().to_vec()))
-            .await;
+        let reply = c.request(append(id, "keep", None, i.to_be_bytes().to_vec())).await;
         assert!(matches!(reply, ServerFrame::Ok(_)));
     }
     drop(c);
@@ -239,10 +199,8 @@ async fn records_should_be_back_after_a_graceful_restart() {
     server.restart().await;
     let (mut c, _) = RawClient::hello(&server.ws_url(), Format::MsgPack).await;
     let records = read_back(&mut c, "keep", 0).await;
-    let values: Vec<u32> = records
-        .iter()
-        .map(|r| u32::from_be_bytes(r.data.as_bytes().try_into().unwrap()))
-        .collect();
+    let values: Vec<u32> =
+        records.iter().map(|r| u32::from_be_bytes(r.data.as_bytes().try_into().unwrap())).collect();
     assert_eq!(values, (0..100).collect::<Vec<_>>());
 }
 
@@ -270,8 +228,5 @@ async fn requests_beyond_max_in_flight_should_be_refused_with_too_many_in_flight
         }
     }
     assert!(ok >= 4, "requests within the limit succeed ({ok})");
-    assert!(
-        refused > 0,
-        "64 pipelined appends against a limit of 4 must hit it"
-    );
+    assert!(refused > 0, "64 pipelined appends against a limit of 4 must hit it");
 }

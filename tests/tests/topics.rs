@@ -11,9 +11,7 @@ use switchboard_protocol::{ErrorCode, ServerFrame};
 use switchboard_tests::{RawClient, TestServer};
 
 async fn client(server: &TestServer) -> Client {
-    connect(&server.ws_url(), ClientOptions::default())
-        .await
-        .expect("connect")
+    connect(&server.ws_url(), ClientOptions::default()).await.expect("connect")
 }
 
 /// Everything the subscription holds right now. Call after a round trip on the subscriber's own
@@ -38,10 +36,8 @@ async fn a_publish_should_reach_every_subscriber() {
     }
     let publisher = client(&server).await;
     for i in 0..100 {
-        let receivers = publisher
-            .publish("room.1", format!("{i}"), Default::default())
-            .await
-            .unwrap();
+        let receivers =
+            publisher.publish("room.1", format!("{i}"), Default::default()).await.unwrap();
         assert_eq!(receivers, 50);
     }
     let expected: Vec<String> = (0..100).map(|i| format!("room.1={i}")).collect();
@@ -68,22 +64,13 @@ async fn wildcards_should_match_exactly_the_right_topics() {
         "stocks.eth.usd",
         "pricesx.btc",
     ] {
-        publisher
-            .publish(topic, "x", Default::default())
-            .await
-            .unwrap();
+        publisher.publish(topic, "x", Default::default()).await.unwrap();
     }
     listener.ping().await.unwrap();
     assert_eq!(drain(&mut star), vec!["prices.btc=x"]);
-    assert_eq!(
-        drain(&mut tail),
-        vec!["prices.btc=x", "prices.btc.usd=x", "prices.eth.usd=x"]
-    );
+    assert_eq!(drain(&mut tail), vec!["prices.btc=x", "prices.btc.usd=x", "prices.eth.usd=x"]);
     assert_eq!(drain(&mut exact), vec!["prices.btc=x"]);
-    assert_eq!(
-        drain(&mut mid),
-        vec!["prices.eth.usd=x", "stocks.eth.usd=x"]
-    );
+    assert_eq!(drain(&mut mid), vec!["prices.eth.usd=x", "stocks.eth.usd=x"]);
 }
 
 #[tokio::test]
@@ -94,18 +81,9 @@ async fn overlapping_patterns_should_cost_one_delivery_per_session() {
     raw.subscribe("a.>").await;
     raw.subscribe("a.b").await;
     let publisher = client(&server).await;
-    assert_eq!(
-        publisher
-            .publish("a.b", "once", Default::default())
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(publisher.publish("a.b", "once", Default::default()).await.unwrap(), 1);
     assert!(matches!(raw.frame().await, ServerFrame::Deliver(_)));
-    assert!(
-        raw.recv_within(Duration::from_millis(200)).await.is_none(),
-        "delivered twice"
-    );
+    assert!(raw.recv_within(Duration::from_millis(200)).await.is_none(), "delivered twice");
 }
 
 #[tokio::test]
@@ -116,28 +94,16 @@ async fn unsubscribe_should_stop_deliveries() {
     let mut keep = keep;
     let gone = listener.subscribe("news.sport").await.unwrap();
     let publisher = client(&server).await;
-    publisher
-        .publish("news.sport", "1", Default::default())
-        .await
-        .unwrap();
+    publisher.publish("news.sport", "1", Default::default()).await.unwrap();
     gone.unsubscribe().await.unwrap();
-    publisher
-        .publish("news.sport", "2", Default::default())
-        .await
-        .unwrap();
+    publisher.publish("news.sport", "2", Default::default()).await.unwrap();
     listener.ping().await.unwrap();
     assert_eq!(drain(&mut keep), vec!["news.sport=1", "news.sport=2"]);
 
     let other = client(&server).await;
     let only = other.subscribe("solo").await.unwrap();
     only.unsubscribe().await.unwrap();
-    assert_eq!(
-        publisher
-            .publish("solo", "x", Default::default())
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(publisher.publish("solo", "x", Default::default()).await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -148,10 +114,8 @@ async fn each_publishers_messages_should_arrive_in_publish_order() {
     let reader = tokio::spawn(async move {
         let mut next = [0u32; 4];
         for _ in 0..2000 {
-            let m = tokio::time::timeout(Duration::from_secs(10), sub.next())
-                .await
-                .unwrap()
-                .unwrap();
+            let m =
+                tokio::time::timeout(Duration::from_secs(10), sub.next()).await.unwrap().unwrap();
             let text = String::from_utf8(m.data.to_vec()).unwrap();
             let (p, i) = text.split_once(':').unwrap();
             let (p, i): (usize, u32) = (p.parse().unwrap(), i.parse().unwrap());
@@ -166,9 +130,7 @@ async fn each_publishers_messages_should_arrive_in_publish_order() {
         let c = client(&server).await;
         publishers.push(tokio::spawn(async move {
             for i in 0..500 {
-                c.publish("orders", format!("{p}:{i}"), Default::default())
-                    .await
-                    .unwrap();
+                c.publish("orders", format!("{p}:{i}"), Default::default()).await.unwrap();
             }
         }));
     }
@@ -183,17 +145,11 @@ async fn each_publishers_messages_should_arrive_in_publish_order() {
 async fn json_and_msgpack_sessions_should_interoperate() {
     let server = TestServer::start().await;
     let (mut json, _) = RawClient::hello(&server.ws_url(), Format::Json).await;
-    json.send_text(r#"{"subscribe":{"id":1,"pattern":"chat.*"}}"#)
-        .await;
+    json.send_text(r#"{"subscribe":{"id":1,"pattern":"chat.*"}}"#).await;
     assert!(matches!(json.frame().await, ServerFrame::Ok(r) if r.id == 1));
     let publisher = client(&server).await;
-    let headers = [("from".to_string(), "ann".to_string())]
-        .into_iter()
-        .collect();
-    publisher
-        .publish("chat.lobby", "hi there", headers)
-        .await
-        .unwrap();
+    let headers = [("from".to_string(), "ann".to_string())].into_iter().collect();
+    publisher.publish("chat.lobby", "hi there", headers).await.unwrap();
     match json.frame().await {
         ServerFrame::Deliver(d) => {
             assert_eq!(d.topic, "chat.lobby");
@@ -203,12 +159,8 @@ async fn json_and_msgpack_sessions_should_interoperate() {
         other => panic!("{other:?}"),
     }
     let mut sub = publisher.subscribe("chat.>").await.unwrap();
-    json.send_text(r#"{"publish":{"id":2,"topic":"chat.lobby","data":{"base64":"AP8="}}}"#)
-        .await;
-    let m = tokio::time::timeout(Duration::from_secs(5), sub.next())
-        .await
-        .unwrap()
-        .unwrap();
+    json.send_text(r#"{"publish":{"id":2,"topic":"chat.lobby","data":{"base64":"AP8="}}}"#).await;
+    let m = tokio::time::timeout(Duration::from_secs(5), sub.next()).await.unwrap().unwrap();
     assert_eq!(&m.data[..], &[0x00, 0xff]);
 }
 
@@ -218,11 +170,7 @@ async fn invalid_names_should_be_refused_by_the_client_and_the_hub() {
     let c = client(&server).await;
     let err = c.subscribe("a..b").await.err().unwrap();
     assert!(err.is(ErrorCode::InvalidName), "{err:?}");
-    let err = c
-        .publish("a.*", "x", Default::default())
-        .await
-        .err()
-        .unwrap();
+    let err = c.publish("a.*", "x", Default::default()).await.err().unwrap();
     assert!(err.is(ErrorCode::InvalidName), "{err:?}");
     c.ping().await.unwrap();
 }
@@ -263,26 +211,15 @@ async fn the_client_should_reconnect_and_resubscribe_after_a_hub_restart() {
     let publisher = client(&server).await;
     let mut delivered = None;
     for _ in 0..50 {
-        if publisher
-            .publish("alerts.fire", "again", Default::default())
-            .await
-            .unwrap()
-            == 1
-        {
+        if publisher.publish("alerts.fire", "again", Default::default()).await.unwrap() == 1 {
             delivered = Some(());
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(delivered.is_some(), "the pattern was never resubscribed");
-    let m = tokio::time::timeout(Duration::from_secs(5), sub.next())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        (m.topic.as_str(), &m.data[..]),
-        ("alerts.fire", &b"again"[..])
-    );
+    let m = tokio::time::timeout(Duration::from_secs(5), sub.next()).await.unwrap().unwrap();
+    assert_eq!((m.topic.as_str(), &m.data[..]), ("alerts.fire", &b"again"[..]));
 }
 
 #[tokio::test]
@@ -294,35 +231,21 @@ async fn close_should_end_the_session_and_fail_later_calls() {
     assert_eq!(c.state(), ConnectionState::Closed);
     let err = c.publish("x", "y", Default::default()).await.err().unwrap();
     assert!(err.is(ErrorCode::Closed), "{err:?}");
-    assert!(
-        tokio::time::timeout(Duration::from_secs(5), sub.next())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(tokio::time::timeout(Duration::from_secs(5), sub.next()).await.unwrap().is_none());
 }
 
 #[tokio::test]
 async fn a_subscription_the_app_does_not_read_should_drop_and_count_locally() {
     let server = TestServer::start().await;
-    let options = ClientOptions {
-        subscription_buffer: 16,
-        ..ClientOptions::default()
-    };
+    let options = ClientOptions { subscription_buffer: 16, ..ClientOptions::default() };
     let listener = connect(&server.ws_url(), options).await.unwrap();
     let mut sub = listener.subscribe("burst").await.unwrap();
     let publisher = client(&server).await;
     for i in 0..100 {
-        publisher
-            .publish("burst", format!("{i}"), Default::default())
-            .await
-            .unwrap();
+        publisher.publish("burst", format!("{i}"), Default::default()).await.unwrap();
     }
     listener.ping().await.unwrap();
     let kept = drain(&mut sub);
-    assert_eq!(
-        kept,
-        (0..16).map(|i| format!("burst={i}")).collect::<Vec<_>>()
-    );
+    assert_eq!(kept, (0..16).map(|i| format!("burst={i}")).collect::<Vec<_>>());
     assert_eq!(sub.missed(), 84);
 }

@@ -29,37 +29,15 @@ Commands:
 /// The checks `cargo xtask test` runs, in order.
 const TEST_STEPS: &[Step] = &[
     Step::cargo("format", &["fmt", "--all", "--check"]),
-    Step::cargo(
-        "lint",
-        &[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ],
-    ),
+    Step::cargo("lint", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
     Step::cargo("tests", &["test", "--workspace"]),
 ];
 
 /// The tools [`TEST_STEPS`] need.
 const TOOLS: &[Tool] = &[
-    Tool {
-        name: "cargo",
-        probe: &["--version"],
-        component: None,
-    },
-    Tool {
-        name: "rustfmt",
-        probe: &["fmt", "--version"],
-        component: Some("rustfmt"),
-    },
-    Tool {
-        name: "clippy",
-        probe: &["clippy", "--version"],
-        component: Some("clippy"),
-    },
+    Tool { name: "cargo", probe: &["--version"], component: None },
+    Tool { name: "rustfmt", probe: &["fmt", "--version"], component: Some("rustfmt") },
+    Tool { name: "clippy", probe: &["clippy", "--version"], component: Some("clippy") },
 ];
 
 fn main() -> ExitCode {
@@ -127,9 +105,8 @@ fn exec(mut command: Command) -> Result<ExitCode> {
 
 #[cfg(not(unix))]
 fn exec(mut command: Command) -> Result<ExitCode> {
-    let status = command
-        .status()
-        .with_context(|| format!("cannot start {}", describe(&command)))?;
+    let status =
+        command.status().with_context(|| format!("cannot start {}", describe(&command)))?;
     Ok(exit_code(status))
 }
 
@@ -142,12 +119,7 @@ fn test() -> Result<ExitCode> {
     for (i, step) in TEST_STEPS.iter().enumerate() {
         let command = step.command();
         println!();
-        println!(
-            "==> [{}/{total}] {}: {}",
-            i + 1,
-            step.title,
-            describe(&command)
-        );
+        println!("==> [{}/{total}] {}: {}", i + 1, step.title, describe(&command));
         let step_started = Instant::now();
         let passed = step.run(command)?;
         timings.push((step.title, step_started.elapsed()));
@@ -162,10 +134,8 @@ fn test() -> Result<ExitCode> {
         }
     }
     println!();
-    let steps: Vec<String> = timings
-        .iter()
-        .map(|(title, took)| format!("{title} {}", seconds(*took)))
-        .collect();
+    let steps: Vec<String> =
+        timings.iter().map(|(title, took)| format!("{title} {}", seconds(*took))).collect();
     println!(
         "xtask test: all {total} steps passed in {} ({})",
         seconds(started.elapsed()),
@@ -189,27 +159,19 @@ struct Step {
 
 impl Step {
     const fn cargo(title: &'static str, args: &'static [&'static str]) -> Step {
-        Step {
-            title,
-            args,
-            envs: &[],
-        }
+        Step { title, args, envs: &[] }
     }
 
     fn command(&self) -> Command {
         let mut command = cargo();
-        command
-            .args(self.args)
-            .envs(self.envs.iter().copied())
-            .current_dir(workspace_root());
+        command.args(self.args).envs(self.envs.iter().copied()).current_dir(workspace_root());
         command
     }
 
     /// Runs the step with its output streamed to ours; whether it succeeded.
     fn run(&self, mut command: Command) -> Result<bool> {
-        let status = command
-            .status()
-            .with_context(|| format!("cannot start {}", describe(&command)))?;
+        let status =
+            command.status().with_context(|| format!("cannot start {}", describe(&command)))?;
         if !status.success() {
             eprintln!("xtask: `{}` failed ({status})", describe(&command));
         }
@@ -227,10 +189,7 @@ struct Tool {
 
 impl Tool {
     fn present(&self) -> bool {
-        cargo()
-            .args(self.probe)
-            .output()
-            .is_ok_and(|out| out.status.success())
+        cargo().args(self.probe).output().is_ok_and(|out| out.status.success())
     }
 }
 
@@ -250,11 +209,7 @@ fn ensure_tools() -> Result<()> {
     if !components.is_empty() {
         let mut rustup = Command::new("rustup");
         rustup.args(["component", "add"]).args(&components);
-        println!(
-            "missing {}; trying `{}`",
-            components.join(", "),
-            describe(&rustup)
-        );
+        println!("missing {}; trying `{}`", components.join(", "), describe(&rustup));
         match rustup.status() {
             Ok(status) if status.success() => {}
             Ok(status) => eprintln!("xtask: `{}` failed ({status})", describe(&rustup)),
@@ -299,10 +254,7 @@ fn describe(command: &Command) -> String {
         program.to_string_lossy()
     };
     let args = command.get_args().map(|a| a.to_string_lossy());
-    std::iter::once(program)
-        .chain(args)
-        .collect::<Vec<_>>()
-        .join(" ")
+    std::iter::once(program).chain(args).collect::<Vec<_>>().join(" ")
 }
 
 fn seconds(d: Duration) -> String {
@@ -344,10 +296,7 @@ mod tests {
     fn run_should_pass_arguments_through_with_or_without_a_separator() {
         let os = |args: &[&str]| args.iter().map(OsString::from).collect::<Vec<_>>();
         let expected = os(&["--listen", "0.0.0.0:7070"]);
-        assert_eq!(
-            serve_args(os(&["--", "--listen", "0.0.0.0:7070"])),
-            expected
-        );
+        assert_eq!(serve_args(os(&["--", "--listen", "0.0.0.0:7070"])), expected);
         assert_eq!(serve_args(os(&["--listen", "0.0.0.0:7070"])), expected);
         assert_eq!(serve_args(os(&["--", "--", "x"])), os(&["--", "x"]));
         assert!(serve_args(Vec::new()).is_empty());

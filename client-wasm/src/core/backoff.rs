@@ -39,11 +39,7 @@ pub(crate) struct Backoff {
 
 impl Backoff {
     pub(crate) fn new(min_ms: u64, max_ms: u64) -> Self {
-        Backoff {
-            min_ms,
-            max_ms: max_ms.max(min_ms),
-            attempt: 0,
-        }
+        Backoff { min_ms, max_ms: max_ms.max(min_ms), attempt: 0 }
     }
 
     /// The cap for the current attempt: `min(max, min * 2^attempt)`.

@@ -27,12 +27,7 @@ impl ClientCore {
         }
         let topic = topic.to_owned();
         self.submit(now_ms, op, OnDisconnect::Fail, |id| {
-            ClientFrame::Publish(Publish {
-                id,
-                topic,
-                data,
-                headers,
-            })
+            ClientFrame::Publish(Publish { id, topic, data, headers })
         });
         op
     }
@@ -40,9 +35,7 @@ impl ClientCore {
     /// Asks the hub for an answer. Fails like [`ClientCore::publish`].
     pub fn ping(&mut self, now_ms: u64) -> OpId {
         let op = self.new_op();
-        self.submit(now_ms, op, OnDisconnect::Fail, |id| {
-            ClientFrame::Ping(Ping { id })
-        });
+        self.submit(now_ms, op, OnDisconnect::Fail, |id| ClientFrame::Ping(Ping { id }));
         op
     }
 
@@ -108,9 +101,7 @@ impl ClientCore {
     }
 
     fn closed_error(&self) -> ClientError {
-        self.close_reason
-            .clone()
-            .unwrap_or_else(ClientError::closed)
+        self.close_reason.clone().unwrap_or_else(ClientError::closed)
     }
 
     /// Subscribes to `pattern`. The returned id is both the operation's and the subscription's.
@@ -204,16 +195,9 @@ impl ClientCore {
             self.requests.take(id);
         }
         if (acked || sent) && self.is_ready() {
-            let frame = |id| {
-                ClientFrame::Unsubscribe(Unsubscribe {
-                    id,
-                    pattern: local.pattern.clone(),
-                })
-            };
-            let purpose = Purpose::Unsubscribe {
-                pattern: local.pattern.clone(),
-                op,
-            };
+            let frame =
+                |id| ClientFrame::Unsubscribe(Unsubscribe { id, pattern: local.pattern.clone() });
+            let purpose = Purpose::Unsubscribe { pattern: local.pattern.clone(), op };
             self.enqueue_internal(now_ms, frame, purpose, false);
         } else if let Some(op) = op {
             self.complete(op, Ok(None));
@@ -222,15 +206,8 @@ impl ClientCore {
 
     /// Queues a `subscribe` of `pattern` for the current session and returns its request id.
     pub(super) fn enqueue_subscribe(&mut self, now_ms: u64, pattern: &str, front: bool) -> u64 {
-        let frame = |id| {
-            ClientFrame::Subscribe(Subscribe {
-                id,
-                pattern: pattern.to_owned(),
-            })
-        };
-        let purpose = Purpose::Subscribe {
-            pattern: pattern.to_owned(),
-        };
+        let frame = |id| ClientFrame::Subscribe(Subscribe { id, pattern: pattern.to_owned() });
+        let purpose = Purpose::Subscribe { pattern: pattern.to_owned() };
         self.enqueue_internal(now_ms, frame, purpose, front)
     }
 

@@ -23,11 +23,7 @@ pub struct ClientError {
 impl ClientError {
     /// An error with a known code.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ClientError {
-            code: code.as_u16(),
-            name: code.name().to_owned(),
-            message: message.into(),
-        }
+        ClientError { code: code.as_u16(), name: code.name().to_owned(), message: message.into() }
     }
 
     /// The code, if this version of the protocol knows it.
@@ -68,28 +64,19 @@ impl ClientError {
     pub(crate) fn from_terminal_close(code: u16, reason: &str) -> Option<Self> {
         let close = CloseCode::from_u16(code).filter(|c| c.is_terminal())?;
         let (error, what) = match close {
-            CloseCode::UnsupportedVersion => (
-                ErrorCode::UnsupportedVersion,
-                "the hub does not speak this protocol version",
-            ),
+            CloseCode::UnsupportedVersion => {
+                (ErrorCode::UnsupportedVersion, "the hub does not speak this protocol version")
+            }
             CloseCode::Unauthorized => (ErrorCode::Unauthorized, "the hub refused the token"),
             _ => return None,
         };
-        let message = if reason.is_empty() {
-            what.to_owned()
-        } else {
-            format!("{what}: {reason}")
-        };
+        let message = if reason.is_empty() { what.to_owned() } else { format!("{what}: {reason}") };
         Some(Self::new(error, message))
     }
 }
 
 impl From<ErrorFrame> for ClientError {
     fn from(f: ErrorFrame) -> Self {
-        ClientError {
-            code: f.code,
-            name: f.name,
-            message: f.message,
-        }
+        ClientError { code: f.code, name: f.name, message: f.message }
     }
 }

@@ -85,10 +85,7 @@ pub enum ReaderEvent {
     /// order delivered; until then it counts against the reader's credit window.
     Records(Vec<StreamRecord>),
     /// Group readers: partitions newly assigned, with the offset reading starts at.
-    Assigned {
-        generation: u64,
-        partitions: Vec<PartitionOffset>,
-    },
+    Assigned { generation: u64, partitions: Vec<PartitionOffset> },
     /// Group readers: partitions taken away; records of them still buffered may be consumed,
     /// but no longer committed.
     Revoked { partitions: Vec<u32> },
@@ -115,11 +112,7 @@ pub enum Output {
     /// Open a new socket to the hub and report its events with this id.
     OpenSocket { socket: SocketId },
     /// Close this socket (if it is still open) and report no further events from it.
-    CloseSocket {
-        socket: SocketId,
-        code: u16,
-        reason: String,
-    },
+    CloseSocket { socket: SocketId, code: u16, reason: String },
     /// Send this encoded frame as a binary message on the current socket.
     Send(Bytes),
     /// An operation finished.
@@ -130,15 +123,9 @@ pub enum Output {
     Lagged { sub: SubId, missed: u64 },
     /// A subscription ended without the application asking: the client closed (`None`) or the
     /// hub refused to restore it after a reconnect.
-    SubscriptionClosed {
-        sub: SubId,
-        error: Option<ClientError>,
-    },
+    SubscriptionClosed { sub: SubId, error: Option<ClientError> },
     /// Something happened to a reader.
-    Reader {
-        reader: ReaderId,
-        event: ReaderEvent,
-    },
+    Reader { reader: ReaderId, event: ReaderEvent },
     /// The connection state changed.
     State(ConnectionState),
     /// A notice for the application.

@@ -86,10 +86,7 @@ impl ClientCore {
                 self.complete(op, Ok(body));
             }
             Purpose::Subscribe { pattern } => {
-                let Some(state) = self
-                    .subs
-                    .pattern_mut(&pattern)
-                    .filter(|s| s.request == Some(id))
+                let Some(state) = self.subs.pattern_mut(&pattern).filter(|s| s.request == Some(id))
                 else {
                     // The pattern was released (an `unsubscribe` follows) or re-requested.
                     return;
@@ -121,21 +118,14 @@ impl ClientCore {
                 self.complete(op, Err(error));
             }
             Purpose::Subscribe { pattern } => {
-                if self
-                    .subs
-                    .pattern(&pattern)
-                    .is_none_or(|s| s.request != Some(id))
-                {
+                if self.subs.pattern(&pattern).is_none_or(|s| s.request != Some(id)) {
                     return;
                 }
                 // The hub refused the pattern: every local subscription on it ends, including
                 // ones the application already held before a reconnect.
                 for (sub, local) in self.subs.remove_pattern(&pattern) {
                     if local.active {
-                        self.emit(Output::SubscriptionClosed {
-                            sub,
-                            error: Some(error.clone()),
-                        });
+                        self.emit(Output::SubscriptionClosed { sub, error: Some(error.clone()) });
                     } else {
                         self.complete(sub, Err(error.clone()));
                     }
@@ -166,10 +156,8 @@ impl ClientCore {
             Purpose::Subscribe { pattern } => {
                 // Local subscriptions time out on their own deadlines; the pattern stays
                 // desired while any remain, so ask again.
-                let still_wanted = self
-                    .subs
-                    .pattern(&pattern)
-                    .is_some_and(|s| s.request == Some(id));
+                let still_wanted =
+                    self.subs.pattern(&pattern).is_some_and(|s| s.request == Some(id));
                 if still_wanted && self.is_ready() {
                     let retry = self.enqueue_subscribe(now_ms, &pattern, false);
                     if let Some(state) = self.subs.pattern_mut(&pattern) {
@@ -192,18 +180,12 @@ impl ClientCore {
 
     fn on_deliver(&mut self, deliver: Deliver) {
         let subs = self.subs.matching(&deliver.topic);
-        let message = Message {
-            topic: deliver.topic,
-            data: deliver.data.0,
-            headers: deliver.headers,
-        };
+        let message =
+            Message { topic: deliver.topic, data: deliver.data.0, headers: deliver.headers };
         // The hub sends each message once per session; every matching local subscription gets
         // its own copy (the body is shared, not copied).
         for sub in subs {
-            self.emit(Output::Deliver {
-                sub,
-                message: message.clone(),
-            });
+            self.emit(Output::Deliver { sub, message: message.clone() });
         }
     }
 

@@ -231,12 +231,8 @@ mod tests {
     #[test]
     fn disconnect_should_settle_sent_requests_by_policy_and_keep_queued_ones() {
         let mut t = Requests::default();
-        let policies = [
-            OnDisconnect::Fail,
-            OnDisconnect::Resend,
-            OnDisconnect::Restore,
-            OnDisconnect::Resend,
-        ];
+        let policies =
+            [OnDisconnect::Fail, OnDisconnect::Resend, OnDisconnect::Restore, OnDisconnect::Resend];
         for (i, policy) in policies.into_iter().enumerate() {
             let id = t.next_id();
             t.enqueue(id, request(Purpose::Op(i as u64), policy, 100), false);
@@ -245,18 +241,10 @@ mod tests {
             assert!(t.send_front().is_some());
         }
         let queued_id = t.next_id();
-        t.enqueue(
-            queued_id,
-            request(Purpose::Op(9), OnDisconnect::Fail, 100),
-            false,
-        );
+        t.enqueue(queued_id, request(Purpose::Op(9), OnDisconnect::Fail, 100), false);
         assert_eq!((t.in_flight(), t.queued()), (4, 1));
 
-        let removed: Vec<u64> = t
-            .disconnect(|_| false)
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
+        let removed: Vec<u64> = t.disconnect(|_| false).into_iter().map(|(id, _)| id).collect();
         assert_eq!(removed, vec![1, 3]);
         assert_eq!((t.in_flight(), t.queued()), (0, 3));
         let mut order = Vec::new();
@@ -264,11 +252,7 @@ mod tests {
             order.push(id);
             t.send_front();
         }
-        assert_eq!(
-            order,
-            vec![2, 4, queued_id],
-            "resent requests lead, oldest first"
-        );
+        assert_eq!(order, vec![2, 4, queued_id], "resent requests lead, oldest first");
     }
 
     #[test]
@@ -276,11 +260,7 @@ mod tests {
         let mut t = Requests::default();
         for _ in 0..3 {
             let id = t.next_id();
-            t.enqueue(
-                id,
-                request(Purpose::Liveness, OnDisconnect::Fail, id * 10),
-                false,
-            );
+            t.enqueue(id, request(Purpose::Liveness, OnDisconnect::Fail, id * 10), false);
         }
         t.send_front();
         assert!(t.take(1).is_some_and(|r| r.sent));

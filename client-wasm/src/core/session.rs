@@ -75,9 +75,7 @@ impl ClientCore {
             phase: Phase::Opening,
             deadline: Some(now_ms.saturating_add(self.config.request_timeout_ms)),
         });
-        self.emit(Output::OpenSocket {
-            socket: self.last_socket,
-        });
+        self.emit(Output::OpenSocket { socket: self.last_socket });
     }
 
     pub(super) fn on_welcome(&mut self, now_ms: u64, welcome: Welcome) {
@@ -137,9 +135,8 @@ impl ClientCore {
             return self.shut_down(ClientError::disconnected(&detail));
         }
         if !self.welcomed && !self.config.retry_initial_connect {
-            return self.shut_down(ClientError::disconnected(&format!(
-                "could not connect: {detail}"
-            )));
+            return self
+                .shut_down(ClientError::disconnected(&format!("could not connect: {detail}")));
         }
         let delay = self.backoff.next_delay(&mut self.rng);
         self.reconnect_at = Some(now_ms.saturating_add(delay));
@@ -235,10 +232,7 @@ impl ClientCore {
         }
         for (sub, local) in self.subs.drain() {
             if local.active {
-                self.emit(Output::SubscriptionClosed {
-                    sub,
-                    error: subscription_error.cloned(),
-                });
+                self.emit(Output::SubscriptionClosed { sub, error: subscription_error.cloned() });
             } else {
                 self.complete(sub, Err(error.clone()));
             }
@@ -256,10 +250,7 @@ impl ClientCore {
             self.reconnect_at = None;
             self.open_socket(now_ms);
         }
-        if let Some(socket) = self
-            .socket
-            .filter(|s| s.deadline.is_some_and(|d| d <= now_ms))
-        {
+        if let Some(socket) = self.socket.filter(|s| s.deadline.is_some_and(|d| d <= now_ms)) {
             let reason = match socket.phase {
                 Phase::Opening => "timed out opening the socket",
                 _ => "no welcome from the hub in time",
@@ -293,10 +284,7 @@ impl ClientCore {
         // Ahead of queued work: a long queue must not delay finding a dead socket.
         let ping = |id| ClientFrame::Ping(Ping { id });
         let id = self.enqueue_internal(now_ms, ping, Purpose::Liveness, true);
-        self.liveness = Some(Liveness {
-            request: id,
-            created: now_ms,
-        });
+        self.liveness = Some(Liveness { request: id, created: now_ms });
     }
 
     /// The keep-alive ping went unanswered: unless something else arrived meanwhile, the socket
@@ -307,12 +295,7 @@ impl ClientCore {
         };
         self.liveness = None;
         if self.last_received < liveness.created {
-            self.lose_socket(
-                now_ms,
-                None,
-                "no answer to the keep-alive ping",
-                DEAD_SOCKET_CODE,
-            );
+            self.lose_socket(now_ms, None, "no answer to the keep-alive ping", DEAD_SOCKET_CODE);
         }
     }
 }

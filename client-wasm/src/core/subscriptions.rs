@@ -181,10 +181,7 @@ impl Subscriptions {
 
     /// One pending subscription whose deadline is at or before `now`.
     pub(crate) fn expired(&self, now: u64) -> Option<SubId> {
-        self.timers
-            .first()
-            .filter(|&&(deadline, _)| deadline <= now)
-            .map(|&(_, sub)| sub)
+        self.timers.first().filter(|&&(deadline, _)| deadline <= now).map(|&(_, sub)| sub)
     }
 
     /// Active local subscriptions whose pattern matches `topic`, in id order.

@@ -91,10 +91,7 @@ impl fmt::Debug for CoreCall {
 
 /// The error for a reply body that does not fit the request: a hub bug, reported, not hidden.
 fn unexpected(body: Option<ReplyBody>) -> ClientError {
-    ClientError::new(
-        ErrorCode::Internal,
-        format!("unexpected answer from the hub: {body:?}"),
-    )
+    ClientError::new(ErrorCode::Internal, format!("unexpected answer from the hub: {body:?}"))
 }
 
 /// State the driver publishes for every handle to read.
@@ -129,11 +126,7 @@ impl Shared {
     }
 
     pub(crate) fn closed_error(&self) -> ClientError {
-        self.closed
-            .lock()
-            .ok()
-            .and_then(|c| c.clone())
-            .unwrap_or_else(ClientError::closed)
+        self.closed.lock().ok().and_then(|c| c.clone()).unwrap_or_else(ClientError::closed)
     }
 }
 
@@ -184,9 +177,7 @@ impl Client {
         if self.commands.send(command(reply)).await.is_err() {
             return Err(self.shared.closed_error());
         }
-        answer
-            .await
-            .unwrap_or_else(|_| Err(self.shared.closed_error()))
+        answer.await.unwrap_or_else(|_| Err(self.shared.closed_error()))
     }
 
     /// Publishes `data` on `topic` and returns how many sessions the hub handed it to.
@@ -203,13 +194,7 @@ impl Client {
     ) -> Result<u64, ClientError> {
         let topic = topic.to_owned();
         let data = data.into();
-        self.request(|reply| Command::Publish {
-            topic,
-            data,
-            headers,
-            reply,
-        })
-        .await
+        self.request(|reply| Command::Publish { topic, data, headers, reply }).await
     }
 
     /// Subscribes to every topic matching `pattern` (`*` one segment, trailing `>` the rest).
@@ -220,8 +205,7 @@ impl Client {
     /// `too_many_subscriptions`).
     pub async fn subscribe(&self, pattern: &str) -> Result<Subscription, ClientError> {
         let pattern = pattern.to_owned();
-        self.request(|reply| Command::Subscribe { pattern, reply })
-            .await
+        self.request(|reply| Command::Subscribe { pattern, reply }).await
     }
 
     /// Starts a core operation and waits for its reply body.
@@ -244,10 +228,7 @@ impl Client {
         options: StreamOptions,
     ) -> Result<StreamInfo, ClientError> {
         let stream = stream.to_owned();
-        match self
-            .call(move |core, now| core.create_stream(now, &stream, options))
-            .await?
-        {
+        match self.call(move |core, now| core.create_stream(now, &stream, options)).await? {
             Some(ReplyBody::Stream(info)) => Ok(info),
             other => Err(unexpected(other)),
         }
@@ -269,19 +250,10 @@ impl Client {
     ) -> Result<Appended, ClientError> {
         let stream = stream.to_owned();
         let data = data.into();
-        match self
-            .call(move |core, now| core.append(now, &stream, data, options))
-            .await?
-        {
-            Some(ReplyBody::Appended {
-                partition,
-                offset,
-                timestamp,
-            }) => Ok(Appended {
-                partition,
-                offset,
-                timestamp,
-            }),
+        match self.call(move |core, now| core.append(now, &stream, data, options)).await? {
+            Some(ReplyBody::Appended { partition, offset, timestamp }) => {
+                Ok(Appended { partition, offset, timestamp })
+            }
             other => Err(unexpected(other)),
         }
     }
@@ -294,12 +266,7 @@ impl Client {
     /// `offset_out_of_range`, `backlogged`, `timeout`, `closed`, or the hub's error.
     pub async fn read(&self, stream: &str, options: ReadOptions) -> Result<Reader, ClientError> {
         let stream = stream.to_owned();
-        self.request(|reply| Command::Read {
-            stream,
-            options,
-            reply,
-        })
-        .await
+        self.request(|reply| Command::Read { stream, options, reply }).await
     }
 
     /// Lists every stream.
@@ -319,10 +286,7 @@ impl Client {
     /// `invalid_name`, `not_found`, `backlogged`, `timeout`, `closed`, or the hub's error.
     pub async fn describe_stream(&self, stream: &str) -> Result<StreamDescription, ClientError> {
         let stream = stream.to_owned();
-        match self
-            .call(move |core, now| core.describe_stream(now, &stream))
-            .await?
-        {
+        match self.call(move |core, now| core.describe_stream(now, &stream)).await? {
             Some(ReplyBody::Described(description)) => Ok(description),
             other => Err(unexpected(other)),
         }
@@ -336,9 +300,7 @@ impl Client {
     /// `closed`, or the hub's error.
     pub async fn delete_stream(&self, stream: &str) -> Result<(), ClientError> {
         let stream = stream.to_owned();
-        self.call(move |core, now| core.delete_stream(now, &stream))
-            .await
-            .map(|_| ())
+        self.call(move |core, now| core.delete_stream(now, &stream)).await.map(|_| ())
     }
 
     /// Commits `offset` — the next offset the group should read — for `group` in `partition`,

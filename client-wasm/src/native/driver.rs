@@ -39,16 +39,9 @@ const BATCH: usize = 256;
 enum Waiter {
     Publish(oneshot::Sender<Result<u64, ClientError>>),
     Unit(oneshot::Sender<Result<(), ClientError>>),
-    Subscribe {
-        pattern: String,
-        reply: oneshot::Sender<Result<Subscription, ClientError>>,
-    },
+    Subscribe { pattern: String, reply: oneshot::Sender<Result<Subscription, ClientError>> },
     Body(oneshot::Sender<Result<Option<ReplyBody>, ClientError>>),
-    Read {
-        stream: String,
-        window: u32,
-        reply: oneshot::Sender<Result<Reader, ClientError>>,
-    },
+    Read { stream: String, window: u32, reply: oneshot::Sender<Result<Reader, ClientError>> },
 }
 
 /// The driver's end of one subscription.
@@ -120,10 +113,8 @@ impl Driver {
             if self.core.state() == ConnectionState::Closed {
                 break;
             }
-            let deadline = self
-                .core
-                .next_deadline()
-                .map(|ms| self.start + Duration::from_millis(ms));
+            let deadline =
+                self.core.next_deadline().map(|ms| self.start + Duration::from_millis(ms));
             tokio::select! {
                 command = self.inbox.recv() => match command {
                     Some(command) => {
@@ -169,19 +160,13 @@ impl Driver {
     fn on_command(&mut self, command: Command) {
         let now = self.now();
         match command {
-            Command::Publish {
-                topic,
-                data,
-                headers,
-                reply,
-            } => {
+            Command::Publish { topic, data, headers, reply } => {
                 let op = self.core.publish(now, &topic, data, headers);
                 self.waiters.insert(op, Waiter::Publish(reply));
             }
             Command::Subscribe { pattern, reply } => {
                 let sub = self.core.subscribe(now, &pattern);
-                self.waiters
-                    .insert(sub, Waiter::Subscribe { pattern, reply });
+                self.waiters.insert(sub, Waiter::Subscribe { pattern, reply });
             }
             Command::Unsubscribe { sub, reply } => {
                 self.sinks.remove(&sub);
@@ -202,18 +187,10 @@ impl Driver {
                 let op = call.run(&mut self.core, now);
                 self.waiters.insert(op, Waiter::Body(reply));
             }
-            Command::Read {
-                stream,
-                options,
-                reply,
-            } => {
+            Command::Read { stream, options, reply } => {
                 let window = options.credit;
                 let reader = self.core.read(now, &stream, options);
-                let waiter = Waiter::Read {
-                    stream,
-                    window,
-                    reply,
-                };
+                let waiter = Waiter::Read { stream, window, reply };
                 self.waiters.insert(reader, waiter);
             }
             Command::CloseReader { reader, reply } => {
@@ -240,17 +217,12 @@ impl Driver {
         match result {
             Ok(ws) => {
                 tracing::debug!(socket, url = %self.url, "socket open");
-                self.open = Some(Open {
-                    id: socket,
-                    ws,
-                    close: None,
-                });
+                self.open = Some(Open { id: socket, ws, close: None });
                 self.core.on_socket_open(socket, now);
             }
             Err(e) => {
                 tracing::debug!(socket, url = %self.url, error = %e, "connect failed");
-                self.core
-                    .on_socket_closed(socket, now, None, &e.to_string());
+                self.core.on_socket_closed(socket, now, None, &e.to_string());
             }
         }
     }
@@ -266,8 +238,7 @@ impl Driver {
                 self.core.on_frame(socket, now, &bytes, Format::MsgPack);
             }
             Some(Ok(WsMessage::Text(text))) => {
-                self.core
-                    .on_frame(socket, now, text.as_bytes(), Format::Json);
+                self.core.on_frame(socket, now, text.as_bytes(), Format::Json);
             }
             Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => self.core.on_activity(socket, now),
             Some(Ok(WsMessage::Close(frame))) => {
@@ -291,8 +262,7 @@ impl Driver {
             None => (None, error.to_owned()),
         };
         tracing::debug!(socket, ?code, %reason, "socket closed");
-        self.core
-            .on_socket_closed(socket, self.now(), code, &reason);
+        self.core.on_socket_closed(socket, self.now(), code, &reason);
     }
 
     /// Carries out everything the core decided, in order, then flushes the socket once.
@@ -328,11 +298,9 @@ impl Driver {
                     };
                     self.connecting = Some((socket, Box::pin(connect)));
                 }
-                Output::CloseSocket {
-                    socket,
-                    code,
-                    reason,
-                } => self.close_socket(socket, code, reason).await,
+                Output::CloseSocket { socket, code, reason } => {
+                    self.close_socket(socket, code, reason).await
+                }
                 Output::Completed(completion) => self.complete(completion),
                 Output::Deliver { sub, message } => self.deliver(sub, message),
                 Output::Reader { reader, event } => {
@@ -367,20 +335,13 @@ impl Driver {
     }
 
     async fn close_socket(&mut self, socket: SocketId, code: u16, reason: String) {
-        if self
-            .connecting
-            .as_ref()
-            .is_some_and(|(id, _)| *id == socket)
-        {
+        if self.connecting.as_ref().is_some_and(|(id, _)| *id == socket) {
             self.connecting = None;
         }
         let Some(open) = self.open.take_if(|o| o.id == socket) else {
             return;
         };
-        let frame = CloseFrame {
-            code: code.into(),
-            reason: reason.into(),
-        };
+        let frame = CloseFrame { code: code.into(), reason: reason.into() };
         let handshake = close_handshake(open.ws, frame);
         if self.core.state() == ConnectionState::Closed {
             // The last thing this task does: finish it here so `close()` resolves after it.
@@ -408,15 +369,10 @@ impl Driver {
             Waiter::Body(reply) => {
                 let _ = reply.send(result);
             }
-            Waiter::Read {
-                stream,
-                window,
-                reply,
-            } => {
+            Waiter::Read { stream, window, reply } => {
                 let result = result.map(|body| {
                     let (client, commands) = (Arc::clone(&self.shared), self.commands.clone());
-                    self.readers
-                        .open(op, stream, window, body, client, commands)
+                    self.readers.open(op, stream, window, body, client, commands)
                 });
                 if let Err(Ok(mut unwanted)) = reply.send(result) {
                     // The caller stopped waiting: nobody will read these records.
@@ -440,13 +396,7 @@ impl Driver {
     fn open_subscription(&mut self, sub: SubId, pattern: String) -> Subscription {
         let (sender, messages) = mpsc::channel(self.subscription_buffer);
         let missed = Arc::new(AtomicU64::new(0));
-        self.sinks.insert(
-            sub,
-            Sink {
-                messages: sender,
-                missed: Arc::clone(&missed),
-            },
-        );
+        self.sinks.insert(sub, Sink { messages: sender, missed: Arc::clone(&missed) });
         Subscription {
             id: sub,
             pattern,

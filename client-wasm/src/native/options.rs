@@ -60,9 +60,7 @@ fn millis(d: Duration) -> u64 {
 fn os_entropy() -> [u8; 32] {
     static CALLS: AtomicU64 = AtomicU64::new(0);
     let call = CALLS.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let mut out = [0u8; 32];
     for (i, chunk) in (0u64..).zip(out.chunks_exact_mut(8)) {
         let mut hasher = RandomState::new().build_hasher();

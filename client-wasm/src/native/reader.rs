@@ -92,12 +92,9 @@ impl ReaderSinks {
         commands: mpsc::WeakSender<Command>,
     ) -> Reader {
         let (epoch, member, partitions) = match body {
-            Some(ReplyBody::ReadStarted {
-                epoch,
-                member,
-                partitions,
-                ..
-            }) => (epoch, member, partitions),
+            Some(ReplyBody::ReadStarted { epoch, member, partitions, .. }) => {
+                (epoch, member, partitions)
+            }
             _ => (0, None, Vec::new()),
         };
         let started = (epoch, member, partitions.as_slice());
@@ -190,10 +187,7 @@ impl ReaderSink {
                 view.hold(p.partition, p.next);
             }
         }
-        let sink = ReaderSink {
-            records: sender,
-            shared: Arc::clone(&shared),
-        };
+        let sink = ReaderSink { records: sender, shared: Arc::clone(&shared) };
         let reader = Reader {
             id,
             stream,
@@ -387,10 +381,7 @@ impl Reader {
             return;
         };
         let (reply, done) = oneshot::channel();
-        let command = Command::CloseReader {
-            reader: self.id,
-            reply: Some(reply),
-        };
+        let command = Command::CloseReader { reader: self.id, reply: Some(reply) };
         if commands.send(command).await.is_ok() {
             let _ = done.await;
         }
@@ -411,10 +402,7 @@ impl Drop for Reader {
             return;
         }
         if let Some(commands) = self.commands.upgrade() {
-            let _ = commands.try_send(Command::CloseReader {
-                reader: self.id,
-                reply: None,
-            });
+            let _ = commands.try_send(Command::CloseReader { reader: self.id, reply: None });
         }
     }
 }

@@ -64,10 +64,7 @@ impl Subscription {
             return Ok(());
         };
         let (reply, answer) = oneshot::channel();
-        let command = Command::Unsubscribe {
-            sub: self.id,
-            reply: Some(reply),
-        };
+        let command = Command::Unsubscribe { sub: self.id, reply: Some(reply) };
         if commands.send(command).await.is_err() {
             return Ok(());
         }
@@ -89,10 +86,7 @@ impl Drop for Subscription {
             return;
         }
         if let Some(commands) = self.commands.upgrade() {
-            let _ = commands.try_send(Command::Unsubscribe {
-                sub: self.id,
-                reply: None,
-            });
+            let _ = commands.try_send(Command::Unsubscribe { sub: self.id, reply: None });
         }
     }
 }

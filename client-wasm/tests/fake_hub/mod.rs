@@ -34,13 +34,8 @@ impl FakeHub {
     }
 
     pub async fn accept(&self) -> Conn {
-        let (tcp, _) = timeout(WAIT, self.listener.accept())
-            .await
-            .unwrap()
-            .unwrap();
-        Conn {
-            ws: accept_async(tcp).await.unwrap(),
-        }
+        let (tcp, _) = timeout(WAIT, self.listener.accept()).await.unwrap().unwrap();
+        Conn { ws: accept_async(tcp).await.unwrap() }
     }
 }
 
@@ -52,10 +47,7 @@ impl Conn {
     /// The next client frame; `None` when the client closed the socket (with the close code).
     pub async fn recv(&mut self) -> Result<ClientFrame, Option<u16>> {
         loop {
-            match timeout(WAIT, self.ws.next())
-                .await
-                .expect("client went quiet")
-            {
+            match timeout(WAIT, self.ws.next()).await.expect("client went quiet") {
                 Some(Ok(Message::Binary(b))) => {
                     return Ok(codec::decode_client(&b, Format::MsgPack).unwrap());
                 }
@@ -112,10 +104,7 @@ impl Conn {
     }
 
     pub async fn close(&mut self, code: u16) {
-        let frame = CloseFrame {
-            code: code.into(),
-            reason: "".into(),
-        };
+        let frame = CloseFrame { code: code.into(), reason: "".into() };
         let _ = self.ws.close(Some(frame)).await;
     }
 }

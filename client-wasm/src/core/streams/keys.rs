@@ -25,12 +25,7 @@ impl IdempotencyKeys {
         }
         // The all-zero state is the one state xoshiro never leaves.
         if s == [0; 4] {
-            s = [
-                0x9E37_79B9_7F4A_7C15,
-                0xBF58_476D_1CE4_E5B9,
-                0x94D0_49BB_1331_11EB,
-                1,
-            ];
+            s = [0x9E37_79B9_7F4A_7C15, 0xBF58_476D_1CE4_E5B9, 0x94D0_49BB_1331_11EB, 1];
         }
         IdempotencyKeys { s }
     }
@@ -67,10 +62,7 @@ mod tests {
         for _ in 0..10_000 {
             let key = keys.next_key();
             assert_eq!(key.len(), 32);
-            assert!(
-                key.bytes()
-                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-            );
+            assert!(key.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
             assert!(seen.insert(key));
         }
     }

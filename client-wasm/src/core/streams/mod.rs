@@ -183,14 +183,7 @@ impl ClientCore {
         };
         let group = group.to_owned();
         self.submit(now_ms, op, OnDisconnect::Resend, |id| {
-            ClientFrame::Commit(Commit {
-                id,
-                stream,
-                group,
-                partition,
-                offset,
-                generation,
-            })
+            ClientFrame::Commit(Commit { id, stream, group, partition, offset, generation })
         });
         op
     }

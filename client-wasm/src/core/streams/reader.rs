@@ -124,12 +124,7 @@ impl Reader {
 
     fn hold(&mut self, partition: u32, next: u64, generation: Option<u64>) {
         self.last_tag += 1;
-        let state = Partition {
-            next,
-            generation,
-            consumed: next,
-            tag: self.last_tag,
-        };
+        let state = Partition { next, generation, consumed: next, tag: self.last_tag };
         self.partitions.insert(partition, state);
     }
 
@@ -141,19 +136,13 @@ impl Reader {
     pub(crate) fn resume_positions(&self) -> Vec<PartitionOffset> {
         self.partitions
             .iter()
-            .map(|(&partition, p)| PartitionOffset {
-                partition,
-                offset: p.next,
-            })
+            .map(|(&partition, p)| PartitionOffset { partition, offset: p.next })
             .collect()
     }
 
     /// The next offset the application has not consumed, per held partition.
     pub(crate) fn consumed_positions(&self) -> BTreeMap<u32, u64> {
-        self.partitions
-            .iter()
-            .map(|(&partition, p)| (partition, p.consumed))
-            .collect()
+        self.partitions.iter().map(|(&partition, p)| (partition, p.consumed)).collect()
     }
 
     /// Records handed to the application and not yet consumed.
@@ -170,10 +159,8 @@ impl Reader {
         self.pending = 0;
         self.owed = 0;
         self.received = 0;
-        let credit = self
-            .spec
-            .window
-            .saturating_sub(u32::try_from(self.buffered_old).unwrap_or(u32::MAX));
+        let credit =
+            self.spec.window.saturating_sub(u32::try_from(self.buffered_old).unwrap_or(u32::MAX));
         self.granted = u64::from(credit);
         credit
     }
@@ -222,11 +209,7 @@ impl Reader {
 
     /// Forgets revoked partitions and returns those that were held.
     pub(crate) fn revoke(&mut self, partitions: &[u32]) -> Vec<u32> {
-        partitions
-            .iter()
-            .copied()
-            .filter(|p| self.partitions.remove(p).is_some())
-            .collect()
+        partitions.iter().copied().filter(|p| self.partitions.remove(p).is_some()).collect()
     }
 
     /// Forgets every partition (the group forgot this member) and returns them.
@@ -279,11 +262,7 @@ impl Reader {
                 break;
             }
             next = record.offset.saturating_add(1);
-            self.buffer.push_back(Buffered {
-                partition,
-                offset: record.offset,
-                tag,
-            });
+            self.buffer.push_back(Buffered { partition, offset: record.offset, tag });
             accepted.records.push(StreamRecord {
                 stream: self.spec.stream.clone(),
                 partition,
@@ -396,12 +375,7 @@ mod tests {
     }
 
     fn partition(p: u32, next: u64) -> ReaderPartition {
-        ReaderPartition {
-            partition: p,
-            next,
-            low: 0,
-            high: next,
-        }
+        ReaderPartition { partition: p, next, low: 0, high: next }
     }
 
     /// Checks the conservation rule from the module documentation.
@@ -435,11 +409,7 @@ mod tests {
         r.start(&[partition(0, 0)]).unwrap();
         r.accept(0, records(0..6));
         r.consume(2);
-        assert_eq!(
-            r.begin_session(),
-            4,
-            "6 delivered, 2 consumed: 4 still buffered"
-        );
+        assert_eq!(r.begin_session(), 4, "6 delivered, 2 consumed: 4 still buffered");
         assert_conserved(&r);
         assert_eq!(r.resume_positions()[0].offset, 6);
     }
@@ -449,14 +419,7 @@ mod tests {
         for auto_commit in [false, true] {
             let mut r = reader(4, true, auto_commit);
             r.begin_session();
-            r.assign(
-                1,
-                &[PartitionOffset {
-                    partition: 0,
-                    offset: 0,
-                }],
-            )
-            .unwrap();
+            r.assign(1, &[PartitionOffset { partition: 0, offset: 0 }]).unwrap();
             r.accept(0, records(0..4));
             assert_eq!(r.begin_session(), 0);
             r.consume(4);
@@ -470,43 +433,20 @@ mod tests {
     fn auto_commit_readers_should_not_acknowledge_unconsumed_records_for_old_ones() {
         let mut r = reader(4, true, true);
         r.begin_session();
-        r.assign(
-            1,
-            &[PartitionOffset {
-                partition: 0,
-                offset: 0,
-            }],
-        )
-        .unwrap();
+        r.assign(1, &[PartitionOffset { partition: 0, offset: 0 }]).unwrap();
         r.accept(0, records(0..2));
         assert_eq!(r.begin_session(), 2);
         r.accept(0, records(2..4));
         r.consume(2);
-        assert_eq!(
-            r.grant(),
-            None,
-            "two new records unconsumed: granting would ack them"
-        );
+        assert_eq!(r.grant(), None, "two new records unconsumed: granting would ack them");
         r.consume(1);
-        assert_eq!(
-            r.grant(),
-            Some(1),
-            "the hub waits: acknowledge exactly the consumed one"
-        );
+        assert_eq!(r.grant(), Some(1), "the hub waits: acknowledge exactly the consumed one");
         r.consume(1);
-        assert_eq!(
-            r.grant(),
-            Some(1),
-            "one more in flight may come: still nothing owed"
-        );
+        assert_eq!(r.grant(), Some(1), "one more in flight may come: still nothing owed");
         assert_conserved(&r);
         r.accept(0, records(4..6));
         r.consume(2);
-        assert_eq!(
-            r.grant(),
-            Some(4),
-            "nothing in flight or unconsumed: the owed two go too"
-        );
+        assert_eq!(r.grant(), Some(4), "nothing in flight or unconsumed: the owed two go too");
         assert_conserved(&r);
     }
 
@@ -538,24 +478,10 @@ mod tests {
     fn consumed_positions_should_ignore_records_buffered_under_an_earlier_assignment() {
         let mut r = reader(16, true, false);
         r.begin_session();
-        r.assign(
-            1,
-            &[PartitionOffset {
-                partition: 0,
-                offset: 10,
-            }],
-        )
-        .unwrap();
+        r.assign(1, &[PartitionOffset { partition: 0, offset: 10 }]).unwrap();
         r.accept(0, records(10..14));
         assert_eq!(r.revoke(&[0]), vec![0]);
-        r.assign(
-            2,
-            &[PartitionOffset {
-                partition: 0,
-                offset: 11,
-            }],
-        )
-        .unwrap();
+        r.assign(2, &[PartitionOffset { partition: 0, offset: 11 }]).unwrap();
         r.consume(4);
         assert_eq!(r.consumed_positions(), BTreeMap::from([(0, 11)]));
     }

@@ -187,10 +187,7 @@ impl ClientCore {
 
     /// A group reader's assignment generation of `partition`, while it holds it.
     pub fn reader_generation(&self, reader: ReaderId, partition: u32) -> Option<u64> {
-        self.readers
-            .get(reader)
-            .and_then(|r| r.partition(partition))
-            .and_then(|p| p.generation)
+        self.readers.get(reader).and_then(|r| r.partition(partition)).and_then(|p| p.generation)
     }
 
     /// Records delivered to `reader` that the transport has not reported consumed.
@@ -277,9 +274,7 @@ impl ClientCore {
             self.close_hub_reader(now_ms, hub, None);
         }
         if state.started {
-            let event = ReaderEvent::Ended {
-                error: Some(error.clone()),
-            };
+            let event = ReaderEvent::Ended { error: Some(error.clone()) };
             self.emit(Output::Reader { reader, event });
             self.emit(Output::Notice(ClientNotice::Error(error)));
         } else {
@@ -315,10 +310,7 @@ impl ClientCore {
         match state.assign(frame.generation, &frame.partitions) {
             Ok(fresh) if fresh.is_empty() => {}
             Ok(partitions) => {
-                let event = ReaderEvent::Assigned {
-                    generation: frame.generation,
-                    partitions,
-                };
+                let event = ReaderEvent::Assigned { generation: frame.generation, partitions };
                 self.emit(Output::Reader { reader, event });
             }
             Err(error) => self.fail_reader(now_ms, reader, error, true),
@@ -364,10 +356,7 @@ impl ClientCore {
         reader: ReaderId,
         result: Result<Option<ReplyBody>, ClientError>,
     ) {
-        let current = self
-            .readers
-            .get(reader)
-            .is_some_and(|r| r.request == Some(id));
+        let current = self.readers.get(reader).is_some_and(|r| r.request == Some(id));
         if !current {
             return self.on_abandoned_read(now_ms, &result);
         }
@@ -398,13 +387,7 @@ impl ClientCore {
     }
 
     fn on_read_started(&mut self, now_ms: u64, reader: ReaderId, body: ReplyBody) {
-        let ReplyBody::ReadStarted {
-            reader: hub,
-            epoch,
-            member,
-            partitions,
-        } = &body
-        else {
+        let ReplyBody::ReadStarted { reader: hub, epoch, member, partitions } = &body else {
             return;
         };
         self.readers.set_hub(reader, *hub);
@@ -432,16 +415,11 @@ impl ClientCore {
         }
         let started = std::mem::replace(&mut state.started, true);
         if !revoked.is_empty() {
-            let event = ReaderEvent::Revoked {
-                partitions: revoked,
-            };
+            let event = ReaderEvent::Revoked { partitions: revoked };
             self.emit(Output::Reader { reader, event });
         }
         if started {
-            let event = ReaderEvent::Resumed {
-                epoch: *epoch,
-                member: member.clone(),
-            };
+            let event = ReaderEvent::Resumed { epoch: *epoch, member: member.clone() };
             self.emit(Output::Reader { reader, event });
         } else {
             self.readers.set_timer(reader, None);
@@ -495,9 +473,7 @@ impl ClientCore {
     pub(crate) fn end_readers(&mut self, error: Option<&ClientError>, op_error: &ClientError) {
         for (reader, state) in self.readers.drain() {
             if state.started {
-                let event = ReaderEvent::Ended {
-                    error: error.cloned(),
-                };
+                let event = ReaderEvent::Ended { error: error.cloned() };
                 self.emit(Output::Reader { reader, event });
             } else {
                 self.complete(reader, Err(op_error.clone()));

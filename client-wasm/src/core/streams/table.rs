@@ -82,10 +82,7 @@ impl Readers {
     /// Readers the application waits for that have no request in the queue: they count
     /// against `max_pending` like queued requests do.
     pub(crate) fn waiting(&self) -> usize {
-        self.readers
-            .values()
-            .filter(|r| !r.started && r.request.is_none())
-            .count()
+        self.readers.values().filter(|r| !r.started && r.request.is_none()).count()
     }
 
     pub(crate) fn abandon(&mut self, request: u64) {

@@ -22,11 +22,7 @@ fn po(partition: u32, offset: u64) -> PartitionOffset {
 }
 
 fn assigned(h: &mut Harness, hub: u64, generation: u64, partitions: Vec<PartitionOffset>) {
-    h.hub(ServerFrame::Assigned(Assigned {
-        reader: hub,
-        generation,
-        partitions,
-    }));
+    h.hub(ServerFrame::Assigned(Assigned { reader: hub, generation, partitions }));
 }
 
 fn commits(out: &[Output]) -> Vec<Commit> {
@@ -53,10 +49,7 @@ fn member(h: &mut Harness, options: ReadOptions) -> ReaderId {
     let out = h.take();
     assert_eq!(
         events_of(&out, reader),
-        vec![ReaderEvent::Assigned {
-            generation: 3,
-            partitions: vec![po(0, 10), po(2, 0)]
-        }]
+        vec![ReaderEvent::Assigned { generation: 3, partitions: vec![po(0, 10), po(2, 0)] }]
     );
     reader
 }
@@ -94,17 +87,9 @@ fn revoked_partitions_should_be_forgotten_and_their_commits_refused_as_stale() {
     let reader = member(&mut h, group(8, false));
     h.records(50, 0, 10..11);
     h.take();
-    h.hub(ServerFrame::Revoked(Revoked {
-        reader: 50,
-        partitions: vec![0],
-    }));
+    h.hub(ServerFrame::Revoked(Revoked { reader: 50, partitions: vec![0] }));
     let out = h.take();
-    assert_eq!(
-        events_of(&out, reader),
-        vec![ReaderEvent::Revoked {
-            partitions: vec![0]
-        }]
-    );
+    assert_eq!(events_of(&out, reader), vec![ReaderEvent::Revoked { partitions: vec![0] }]);
     let op = h.core.commit_record(h.now, reader, 0, 10);
     let out = h.take();
     assert_eq!(error_of(&out, op), ErrorCode::StaleGeneration);
@@ -126,10 +111,7 @@ fn a_later_generation_should_take_the_groups_offset_and_a_commit_quote_it() {
     let out = h.take();
     assert_eq!(
         events_of(&out, reader),
-        vec![ReaderEvent::Assigned {
-            generation: 4,
-            partitions: vec![po(0, 5)]
-        }]
+        vec![ReaderEvent::Assigned { generation: 4, partitions: vec![po(0, 5)] }]
     );
     h.records(50, 0, 5..6);
     assert_eq!(offsets_of(&h.take(), reader), vec![(0, 5)]);
@@ -155,10 +137,7 @@ fn restore_should_reattach_the_member_with_the_positions_of_its_assigned_partiti
     let out = h.take();
     assert_eq!(
         events_of(&out, reader),
-        vec![ReaderEvent::Resumed {
-            epoch: 7,
-            member: Some("m1".into())
-        }],
+        vec![ReaderEvent::Resumed { epoch: 7, member: Some("m1".into()) }],
         "the same partitions: nothing revoked"
     );
     // A hub that announces the unchanged assignment again changes nothing.
@@ -166,11 +145,7 @@ fn restore_should_reattach_the_member_with_the_positions_of_its_assigned_partiti
     h.records(60, 0, 12..13);
     let out = h.take();
     assert_eq!(offsets_of(&out, reader), vec![(0, 12)]);
-    assert!(
-        !events_of(&out, reader)
-            .iter()
-            .any(|e| matches!(e, ReaderEvent::Assigned { .. }))
-    );
+    assert!(!events_of(&out, reader).iter().any(|e| matches!(e, ReaderEvent::Assigned { .. })));
     h.core.commit_record(h.now, reader, 0, 12);
     let sent = commits(&h.take());
     assert_eq!((sent[0].offset, sent[0].generation), (13, 3));
@@ -187,13 +162,8 @@ fn a_new_member_id_on_restore_should_revoke_the_old_partitions() {
     assert_eq!(
         events_of(&out, reader),
         vec![
-            ReaderEvent::Revoked {
-                partitions: vec![0, 2]
-            },
-            ReaderEvent::Resumed {
-                epoch: 7,
-                member: Some("m2".into())
-            }
+            ReaderEvent::Revoked { partitions: vec![0, 2] },
+            ReaderEvent::Resumed { epoch: 7, member: Some("m2".into()) }
         ]
     );
     let op = h.core.commit_record(h.now, reader, 0, 10);
@@ -226,26 +196,16 @@ fn auto_commit_readers_should_grant_credit_as_soon_as_the_app_catches_up() {
     h.core.reader_consumed(h.now, reader, 2);
     assert!(credits(&h.take()).is_empty(), "one record still unconsumed");
     h.core.reader_consumed(h.now, reader, 1);
-    assert_eq!(
-        credits(&h.take()),
-        vec![(50, 3)],
-        "caught up: the hub commits what was consumed"
-    );
+    assert_eq!(credits(&h.take()), vec![(50, 3)], "caught up: the hub commits what was consumed");
 }
 
 #[test]
 fn commit_record_should_be_refused_for_readers_without_a_group() {
     let mut h = Harness::connected(config(), limits());
-    let options = ReadOptions {
-        auto_commit: true,
-        ..ReadOptions::default()
-    };
+    let options = ReadOptions { auto_commit: true, ..ReadOptions::default() };
     let reader = h.core.read(h.now, "s", options);
     let (id, read) = read_frame(&h.take());
-    assert!(
-        !read.auto_commit,
-        "auto_commit means nothing without a group"
-    );
+    assert!(!read.auto_commit, "auto_commit means nothing without a group");
     h.read_started(id, 50, 7, None, &[(0, 0)]);
     h.take();
     let op = h.core.commit_record(h.now, reader, 0, 0);

@@ -6,10 +6,7 @@ use switchboard_protocol::frame::ClientFrame;
 use super::*;
 
 fn every(ping_interval_ms: u32) -> Limits {
-    Limits {
-        ping_interval_ms,
-        ..limits()
-    }
+    Limits { ping_interval_ms, ..limits() }
 }
 
 fn pings(out: &[Output]) -> Vec<u64> {
@@ -54,10 +51,7 @@ fn answered_ping_should_keep_the_session_and_schedule_the_next() {
     h.advance(999);
     let out = h.take();
     assert!(!out.iter().any(|o| matches!(o, Output::CloseSocket { .. })));
-    assert!(
-        completions(&out).is_empty(),
-        "the keep-alive is no app operation"
-    );
+    assert!(completions(&out).is_empty(), "the keep-alive is no app operation");
     h.advance(4_001);
     assert_eq!(pings(&h.take()).len(), 1);
 }
@@ -85,14 +79,8 @@ fn unanswered_ping_should_close_the_socket_and_reconnect() {
 #[test]
 fn ping_should_go_ahead_of_queued_requests() {
     let mut h = Harness::connected(
-        CoreConfig {
-            request_timeout_ms: 60_000,
-            ..config()
-        },
-        Limits {
-            max_in_flight: 1,
-            ..every(5_000)
-        },
+        CoreConfig { request_timeout_ms: 60_000, ..config() },
+        Limits { max_in_flight: 1, ..every(5_000) },
     );
     h.core.ping(h.now);
     let in_flight = sent_ids(&h.take())[0];
@@ -102,10 +90,7 @@ fn ping_should_go_ahead_of_queued_requests() {
     h.ok(in_flight);
     let next = pings(&h.take());
     assert_eq!(next.len(), 1);
-    assert!(
-        next[0] > in_flight + 2,
-        "the keep-alive (newest id) goes first"
-    );
+    assert!(next[0] > in_flight + 2, "the keep-alive (newest id) goes first");
     h.ok(next[0]);
     let out = h.take();
     assert_eq!(pings(&out).len(), 1, "then the queued app pings resume");

@@ -42,10 +42,7 @@ pub(super) fn config() -> CoreConfig {
 }
 
 pub(super) fn limits() -> Limits {
-    Limits {
-        ping_interval_ms: 0,
-        ..Limits::default()
-    }
+    Limits { ping_interval_ms: 0, ..Limits::default() }
 }
 
 /// A core, a fake clock and the hub's side of the socket.
@@ -107,8 +104,7 @@ impl Harness {
     /// Feeds a frame from the hub on the current socket.
     pub fn hub(&mut self, frame: ServerFrame) {
         let bytes = codec::encode(&frame, Format::MsgPack).unwrap();
-        self.core
-            .on_frame(self.socket, self.now, &bytes, Format::MsgPack);
+        self.core.on_frame(self.socket, self.now, &bytes, Format::MsgPack);
     }
 
     pub fn ok(&mut self, id: u64) {
@@ -116,10 +112,7 @@ impl Harness {
     }
 
     pub fn published(&mut self, id: u64, receivers: u64) {
-        self.hub(ServerFrame::Ok(Reply {
-            id,
-            result: Some(ReplyBody::Published { receivers }),
-        }));
+        self.hub(ServerFrame::Ok(Reply { id, result: Some(ReplyBody::Published { receivers }) }));
     }
 
     pub fn error(&mut self, id: Option<u64>, code: ErrorCode) {
@@ -159,10 +152,7 @@ impl Harness {
     /// Ticks at each deadline until the core asks for a new socket; outputs stay for `take`.
     pub fn tick_until_open(&mut self) {
         for _ in 0..100 {
-            let deadline = self
-                .core
-                .next_deadline()
-                .expect("something should be scheduled");
+            let deadline = self.core.next_deadline().expect("something should be scheduled");
             self.now = self.now.max(deadline);
             self.core.on_tick(self.now);
             let out = self.take();
@@ -183,15 +173,11 @@ impl Harness {
     }
 
     pub fn publish(&mut self, topic: &str) -> u64 {
-        self.core
-            .publish(self.now, topic, Payload::from("x"), Headers::new())
+        self.core.publish(self.now, topic, Payload::from("x"), Headers::new())
     }
 
     pub fn reply(&mut self, id: u64, body: ReplyBody) {
-        self.hub(ServerFrame::Ok(Reply {
-            id,
-            result: Some(body),
-        }));
+        self.hub(ServerFrame::Ok(Reply { id, result: Some(body) }));
     }
 
     /// Answers `read` request `id`: hub reader `hub` starts in `epoch` at these (partition,
@@ -206,12 +192,7 @@ impl Harness {
     ) {
         let partitions = partitions
             .iter()
-            .map(|&(partition, next)| ReaderPartition {
-                partition,
-                next,
-                low: 0,
-                high: next,
-            })
+            .map(|&(partition, next)| ReaderPartition { partition, next, low: 0, high: next })
             .collect();
         self.reply(
             id,
@@ -236,11 +217,7 @@ impl Harness {
                 data: Payload::from(format!("r{offset}")),
             })
             .collect();
-        self.hub(ServerFrame::Records(Records {
-            reader: hub,
-            partition,
-            records,
-        }));
+        self.hub(ServerFrame::Records(Records { reader: hub, partition, records }));
     }
 
     pub fn error_frame(&mut self, frame: ErrorFrame) {
@@ -294,10 +271,9 @@ pub(super) fn offsets_of(out: &[Output], reader: ReaderId) -> Vec<(u32, u64)> {
     events_of(out, reader)
         .into_iter()
         .flat_map(|e| match e {
-            ReaderEvent::Records(records) => records
-                .into_iter()
-                .map(|r| (r.partition, r.offset))
-                .collect(),
+            ReaderEvent::Records(records) => {
+                records.into_iter().map(|r| (r.partition, r.offset)).collect()
+            }
             _ => Vec::new(),
         })
         .collect()
@@ -349,10 +325,7 @@ pub(super) fn sent(out: &[Output]) -> Vec<ClientFrame> {
 
 /// The request ids of the frames among `out`.
 pub(super) fn sent_ids(out: &[Output]) -> Vec<u64> {
-    sent(out)
-        .iter()
-        .filter_map(ClientFrame::request_id)
-        .collect()
+    sent(out).iter().filter_map(ClientFrame::request_id).collect()
 }
 
 /// The completions among `out`.
@@ -367,15 +340,8 @@ pub(super) fn completions(out: &[Output]) -> Vec<Completion> {
 
 /// The result of operation `op` among `out`; panics if it did not complete.
 pub(super) fn result_of(out: &[Output], op: u64) -> Result<Option<ReplyBody>, ClientError> {
-    let done: Vec<Completion> = completions(out)
-        .into_iter()
-        .filter(|c| c.op == op)
-        .collect();
-    assert_eq!(
-        done.len(),
-        1,
-        "op {op} should complete exactly once in {out:?}"
-    );
+    let done: Vec<Completion> = completions(out).into_iter().filter(|c| c.op == op).collect();
+    assert_eq!(done.len(), 1, "op {op} should complete exactly once in {out:?}");
     done[0].result.clone()
 }
 

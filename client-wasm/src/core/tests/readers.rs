@@ -10,11 +10,7 @@ use switchboard_protocol::streams::{PartitionOffset, ReadFrom};
 use super::*;
 
 fn options(credit: u32) -> ReadOptions {
-    ReadOptions {
-        from: ReadFrom::Earliest,
-        credit,
-        ..ReadOptions::default()
-    }
+    ReadOptions { from: ReadFrom::Earliest, credit, ..ReadOptions::default() }
 }
 
 /// Reconnects and returns the restore `read` (request id and frame); outputs are consumed.
@@ -30,34 +26,21 @@ fn read_should_start_with_the_window_as_credit_and_deliver_records_in_order() {
     let mut h = Harness::connected(config(), limits());
     let reader = h.core.read(h.now, "s", options(8));
     let (id, read) = read_frame(&h.take());
-    assert_eq!(
-        (read.stream.as_str(), read.credit, read.from),
-        ("s", 8, ReadFrom::Earliest)
-    );
+    assert_eq!((read.stream.as_str(), read.credit, read.from), ("s", 8, ReadFrom::Earliest));
     assert!(read.positions.is_empty() && read.epoch.is_none());
 
     h.read_started(id, 50, 7, None, &[(0, 0), (1, 3)]);
     let out = h.take();
-    assert!(matches!(
-        result_of(&out, reader),
-        Ok(Some(ReplyBody::ReadStarted { reader: 50, .. }))
-    ));
+    assert!(matches!(result_of(&out, reader), Ok(Some(ReplyBody::ReadStarted { reader: 50, .. }))));
     h.records(50, 0, 0..2);
     h.records(50, 1, 3..5);
     let out = h.take();
-    assert_eq!(
-        offsets_of(&out, reader),
-        vec![(0, 0), (0, 1), (1, 3), (1, 4)]
-    );
+    assert_eq!(offsets_of(&out, reader), vec![(0, 0), (0, 1), (1, 3), (1, 4)]);
     let ReaderEvent::Records(records) = &events_of(&out, reader)[0] else {
         panic!("records first");
     };
     assert_eq!(
-        (
-            records[0].stream.as_str(),
-            &records[0].data[..],
-            records[0].timestamp
-        ),
+        (records[0].stream.as_str(), &records[0].data[..], records[0].timestamp),
         ("s", &b"r0"[..], 1_000)
     );
     assert_eq!(h.core.reader_epoch(reader), Some(7));
@@ -67,10 +50,7 @@ fn read_should_start_with_the_window_as_credit_and_deliver_records_in_order() {
         "nothing consumed yet"
     );
     h.core.reader_consumed(h.now, reader, 3);
-    assert_eq!(
-        h.core.reader_position(reader),
-        Some(BTreeMap::from([(0, 2), (1, 4)]))
-    );
+    assert_eq!(h.core.reader_position(reader), Some(BTreeMap::from([(0, 2), (1, 4)])));
 }
 
 #[test]
@@ -80,13 +60,7 @@ fn duplicate_records_after_a_resume_should_be_dropped() {
     h.records(50, 0, 0..4);
     h.take();
     let (id, read, _) = restore(&mut h);
-    assert_eq!(
-        read.positions,
-        vec![PartitionOffset {
-            partition: 0,
-            offset: 4
-        }]
-    );
+    assert_eq!(read.positions, vec![PartitionOffset { partition: 0, offset: 4 }]);
     h.read_started(id, 60, 7, None, &[(0, 4)]);
     // A hub that overlaps what was already delivered.
     h.records(60, 0, 2..6);
@@ -115,10 +89,7 @@ fn a_gap_should_end_the_reader_with_an_error_never_skip() {
     assert_eq!(closes, vec![50], "the hub's reader is stopped too");
 
     h.records(50, 0, [5]);
-    assert!(
-        events_of(&h.take(), reader).is_empty(),
-        "nothing after the end"
-    );
+    assert!(events_of(&h.take(), reader).is_empty(), "nothing after the end");
 }
 
 #[test]
@@ -149,13 +120,7 @@ fn credit_should_be_granted_at_once_when_the_hub_has_used_it_all() {
 
 #[test]
 fn credit_should_go_ahead_of_queued_requests() {
-    let mut h = Harness::connected(
-        config(),
-        Limits {
-            max_in_flight: 1,
-            ..limits()
-        },
-    );
+    let mut h = Harness::connected(config(), Limits { max_in_flight: 1, ..limits() });
     let reader = h.reader("s", options(2), 50, &[(0, 0)]);
     h.records(50, 0, 0..2);
     let blocker = h.core.ping(h.now);
@@ -182,33 +147,18 @@ fn restore_should_send_positions_epoch_and_the_credit_left_by_unconsumed_records
     assert_eq!(
         read.positions,
         vec![
-            PartitionOffset {
-                partition: 0,
-                offset: 4
-            },
-            PartitionOffset {
-                partition: 1,
-                offset: 23
-            }
+            PartitionOffset { partition: 0, offset: 4 },
+            PartitionOffset { partition: 1, offset: 23 }
         ]
     );
     assert_eq!(read.epoch, Some(7));
-    assert_eq!(
-        read.credit, 8,
-        "10 minus the 2 delivered records not yet consumed"
-    );
+    assert_eq!(read.credit, 8, "10 minus the 2 delivered records not yet consumed");
     assert_eq!(read.from, ReadFrom::Earliest);
     assert!(completions(&out).is_empty());
 
     h.read_started(id, 60, 7, None, &[(0, 4), (1, 23)]);
     let out = h.take();
-    assert_eq!(
-        events_of(&out, reader),
-        vec![ReaderEvent::Resumed {
-            epoch: 7,
-            member: None
-        }]
-    );
+    assert_eq!(events_of(&out, reader), vec![ReaderEvent::Resumed { epoch: 7, member: None }]);
     h.records(60, 0, 4..7);
     assert_eq!(offsets_of(&h.take(), reader), vec![(0, 4), (0, 5), (0, 6)]);
     // The two old records consumed now count toward the new session's credit.
@@ -234,10 +184,7 @@ fn restore_should_come_after_resubscribe_and_before_queued_requests() {
     h.tick_until_open();
     h.open_and_welcome(limits());
     let ops: Vec<&str> = sent(&h.take()).iter().map(ClientFrame::op).collect();
-    assert_eq!(
-        ops,
-        vec!["hello", "subscribe", "read", "create_stream", "publish"]
-    );
+    assert_eq!(ops, vec!["hello", "subscribe", "read", "create_stream", "publish"]);
 }
 
 #[test]
@@ -254,10 +201,7 @@ fn offset_out_of_range_on_restore_should_end_the_reader_and_notify_the_app() {
     assert_eq!(error_notices(&out), vec![error]);
     assert_eq!(h.core.reader_position(reader), None);
     h.reconnect(None, limits());
-    assert!(
-        !sent(&h.take()).iter().any(|f| f.op() == "read"),
-        "an ended reader is not restored"
-    );
+    assert!(!sent(&h.take()).iter().any(|f| f.op() == "read"), "an ended reader is not restored");
 }
 
 #[test]
@@ -326,10 +270,7 @@ fn reader_closed_should_end_the_reader_with_the_hubs_error() {
     let error = ended_with(&out, reader).expect("an error");
     assert!(error.is(ErrorCode::NotFound));
     assert_eq!(error_notices(&out), vec![error]);
-    assert!(
-        sent(&out).is_empty(),
-        "the hub already stopped it: no close_reader"
-    );
+    assert!(sent(&out).is_empty(), "the hub already stopped it: no close_reader");
 }
 
 #[test]
@@ -367,10 +308,7 @@ fn a_read_that_never_starts_should_time_out_and_a_late_answer_close_its_reader()
     assert_eq!(error_of(&h.take(), reader), ErrorCode::Timeout);
     h.read_started(id, 50, 7, None, &[(0, 0)]);
     let closes: Vec<ClientFrame> = sent(&h.take());
-    assert!(
-        matches!(&closes[..], [ClientFrame::CloseReader(c)] if c.reader == 50),
-        "{closes:?}"
-    );
+    assert!(matches!(&closes[..], [ClientFrame::CloseReader(c)] if c.reader == 50), "{closes:?}");
 }
 
 #[test]

@@ -23,16 +23,11 @@ fn reconnect_should_close_the_old_socket_before_opening_a_new_one() {
     h.drop_socket(Some(1001));
     h.tick_until_open();
     let out = h.take();
-    let close = out
-        .iter()
-        .position(|o| matches!(o, Output::CloseSocket { socket, .. } if *socket == old));
-    let open = out
-        .iter()
-        .position(|o| matches!(o, Output::OpenSocket { socket } if *socket != old));
-    assert!(
-        matches!((close, open), (Some(c), Some(o)) if c < o),
-        "{out:?}"
-    );
+    let close =
+        out.iter().position(|o| matches!(o, Output::CloseSocket { socket, .. } if *socket == old));
+    let open =
+        out.iter().position(|o| matches!(o, Output::OpenSocket { socket } if *socket != old));
+    assert!(matches!((close, open), (Some(c), Some(o)) if c < o), "{out:?}");
     assert_eq!(
         states(&out),
         vec![ConnectionState::Reconnecting],
@@ -49,10 +44,7 @@ fn reconnect_delays_should_stay_within_full_jitter_bounds_grow_and_cap() {
         let mut h = Harness::connected(CoreConfig { seed, ..config() }, limits());
         for (attempt, &cap) in [100u64, 200, 400, 800, 1_600, 1_600].iter().enumerate() {
             let delay = reconnect_delay(&mut h, None);
-            assert!(
-                delay <= cap,
-                "attempt {attempt}: delay {delay} above cap {cap}"
-            );
+            assert!(delay <= cap, "attempt {attempt}: delay {delay} above cap {cap}");
             caps_seen_above_half[attempt] |= delay > cap / 2;
             // The attempt fails before a welcome: the next cap doubles.
             h.core.on_socket_open(h.socket, h.now);
@@ -107,26 +99,15 @@ fn requests_made_while_reconnecting_should_wait_and_go_out_after_welcome() {
     h.open_and_welcome(limits());
     let out = h.take();
     let frames = sent(&out);
-    assert!(
-        matches!(&frames[1], ClientFrame::Publish(p) if p.topic == "later"),
-        "{frames:?}"
-    );
+    assert!(matches!(&frames[1], ClientFrame::Publish(p) if p.topic == "later"), "{frames:?}");
     h.published(frames[1].request_id().unwrap(), 0);
-    assert_eq!(
-        result_of(&h.take(), op),
-        Ok(Some(ReplyBody::Published { receivers: 0 }))
-    );
+    assert_eq!(result_of(&h.take(), op), Ok(Some(ReplyBody::Published { receivers: 0 })));
 }
 
 #[test]
 fn request_waiting_for_a_connection_should_time_out() {
     let mut h = Harness::connected(
-        CoreConfig {
-            min_delay_ms: 5_000,
-            max_delay_ms: 5_000,
-            seed: 1,
-            ..config()
-        },
+        CoreConfig { min_delay_ms: 5_000, max_delay_ms: 5_000, seed: 1, ..config() },
         limits(),
     );
     h.drop_socket(None);
@@ -139,26 +120,18 @@ fn request_waiting_for_a_connection_should_time_out() {
 fn resend_policy_should_requeue_in_flight_requests_ahead_of_newer_ones_with_the_same_id() {
     let mut h = Harness::connected(config(), limits());
     let op = h.core.new_op();
-    h.core.submit(h.now, op, OnDisconnect::Resend, |id| {
-        ClientFrame::Ping(Ping { id })
-    });
+    h.core.submit(h.now, op, OnDisconnect::Resend, |id| ClientFrame::Ping(Ping { id }));
     let original = sent_ids(&h.take());
     h.drop_socket(None);
     let newer = h.core.ping(h.now);
     let out = h.take();
-    assert!(
-        completions(&out).is_empty(),
-        "a resendable request does not fail"
-    );
+    assert!(completions(&out).is_empty(), "a resendable request does not fail");
 
     h.tick_until_open();
     h.open_and_welcome(limits());
     let resent = sent_ids(&h.take());
     assert_eq!(resent.len(), 2);
-    assert_eq!(
-        resent[0], original[0],
-        "same request, same id, first in line"
-    );
+    assert_eq!(resent[0], original[0], "same request, same id, first in line");
     h.ok(resent[0]);
     h.ok(resent[1]);
     let out = h.take();
@@ -168,10 +141,8 @@ fn resend_policy_should_requeue_in_flight_requests_ahead_of_newer_ones_with_the_
 
 #[test]
 fn terminal_close_codes_should_stop_reconnecting_and_report_the_error() {
-    for (code, expected) in [
-        (4002, ErrorCode::UnsupportedVersion),
-        (4003, ErrorCode::Unauthorized),
-    ] {
+    for (code, expected) in [(4002, ErrorCode::UnsupportedVersion), (4003, ErrorCode::Unauthorized)]
+    {
         let mut h = Harness::connected(config(), limits());
         h.drop_socket(Some(code));
         let out = h.take();
@@ -180,18 +151,12 @@ fn terminal_close_codes_should_stop_reconnecting_and_report_the_error() {
             o,
             Output::Notice(ClientNotice::Error(e)) if e.is(expected)
         )));
-        assert_eq!(
-            h.core.close_reason().and_then(ClientError::error_code),
-            Some(expected)
-        );
+        assert_eq!(h.core.close_reason().and_then(ClientError::error_code), Some(expected));
         let later = h.core.ping(h.now);
         h.run_for(60_000);
         let out = h.take();
         assert_eq!(error_of(&out, later), expected, "code {code}");
-        assert!(
-            !out.iter().any(|o| matches!(o, Output::OpenSocket { .. })),
-            "code {code}"
-        );
+        assert!(!out.iter().any(|o| matches!(o, Output::OpenSocket { .. })), "code {code}");
     }
 }
 
@@ -203,8 +168,7 @@ fn terminal_close_should_notify_the_app_and_fail_waiting_ops_with_its_error() {
     h.tick_until_open();
     h.take();
     h.core.on_socket_open(h.socket, h.now);
-    h.core
-        .on_socket_closed(h.socket, h.now, Some(4003), "bad token");
+    h.core.on_socket_closed(h.socket, h.now, Some(4003), "bad token");
     let out = h.take();
     assert_eq!(error_of(&out, waiting), ErrorCode::Unauthorized);
     assert!(out.iter().any(|o| matches!(
@@ -217,22 +181,12 @@ fn terminal_close_should_notify_the_app_and_fail_waiting_ops_with_its_error() {
 
 #[test]
 fn non_terminal_close_codes_and_abnormal_drops_should_reconnect() {
-    for code in [
-        Some(1000),
-        Some(1001),
-        Some(1011),
-        Some(4005),
-        Some(4006),
-        None,
-    ] {
+    for code in [Some(1000), Some(1001), Some(1011), Some(4005), Some(4006), None] {
         let mut h = Harness::connected(config(), limits());
         h.drop_socket(code);
         h.tick_until_open();
         let out = h.take();
-        assert!(
-            out.iter().any(|o| matches!(o, Output::OpenSocket { .. })),
-            "{code:?}: {out:?}"
-        );
+        assert!(out.iter().any(|o| matches!(o, Output::OpenSocket { .. })), "{code:?}: {out:?}");
         assert_eq!(h.core.state(), ConnectionState::Reconnecting);
     }
 }
@@ -240,27 +194,19 @@ fn non_terminal_close_codes_and_abnormal_drops_should_reconnect() {
 #[test]
 fn failed_first_attempt_should_close_with_the_error_and_not_retry() {
     let mut h = Harness::new(config());
-    h.core
-        .on_socket_closed(h.socket, h.now, None, "connection refused");
+    h.core.on_socket_closed(h.socket, h.now, None, "connection refused");
     let out = h.take();
     assert_eq!(states(&out), vec![ConnectionState::Closed]);
     let reason = h.core.close_reason().cloned().unwrap();
     assert!(reason.is(ErrorCode::Disconnected));
     assert!(reason.message.contains("connection refused"), "{reason}");
     h.run_for(60_000);
-    assert!(
-        !h.take()
-            .iter()
-            .any(|o| matches!(o, Output::OpenSocket { .. }))
-    );
+    assert!(!h.take().iter().any(|o| matches!(o, Output::OpenSocket { .. })));
 }
 
 #[test]
 fn first_attempt_should_be_retried_when_configured() {
-    let mut h = Harness::new(CoreConfig {
-        retry_initial_connect: true,
-        ..config()
-    });
+    let mut h = Harness::new(CoreConfig { retry_initial_connect: true, ..config() });
     h.core.on_socket_closed(h.socket, h.now, None, "refused");
     h.tick_until_open();
     let out = h.take();
@@ -270,13 +216,7 @@ fn first_attempt_should_be_retried_when_configured() {
 
 #[test]
 fn disabled_reconnect_should_close_when_the_socket_is_lost() {
-    let mut h = Harness::connected(
-        CoreConfig {
-            reconnect: false,
-            ..config()
-        },
-        limits(),
-    );
+    let mut h = Harness::connected(CoreConfig { reconnect: false, ..config() }, limits());
     h.drop_socket(Some(1001));
     h.run_for(60_000);
     let out = h.take();
@@ -294,8 +234,7 @@ fn socket_that_never_opens_or_never_welcomes_should_be_given_up_on() {
     h.advance(1_000);
     let out = h.take();
     assert!(
-        out.iter()
-            .any(|o| matches!(o, Output::CloseSocket { socket, .. } if *socket == first))
+        out.iter().any(|o| matches!(o, Output::CloseSocket { socket, .. } if *socket == first))
     );
 
     // Opened, hello sent, but no welcome within the timeout.
@@ -304,16 +243,11 @@ fn socket_that_never_opens_or_never_welcomes_should_be_given_up_on() {
     assert_ne!(second, first);
     h.core.on_socket_open(second, h.now);
     h.advance(999);
-    assert!(
-        !h.take()
-            .iter()
-            .any(|o| matches!(o, Output::CloseSocket { .. }))
-    );
+    assert!(!h.take().iter().any(|o| matches!(o, Output::CloseSocket { .. })));
     h.advance(1);
     let out = h.take();
     assert!(
-        out.iter()
-            .any(|o| matches!(o, Output::CloseSocket { socket, .. } if *socket == second))
+        out.iter().any(|o| matches!(o, Output::CloseSocket { socket, .. } if *socket == second))
     );
     assert_eq!(h.core.state(), ConnectionState::Reconnecting);
 }

@@ -43,11 +43,7 @@ fn hello_should_be_the_first_frame_and_nothing_else_before_welcome() {
     assert_eq!(ops, vec!["subscribe", "publish", "ping"]);
     assert_eq!(states(&out), vec![ConnectionState::Connected]);
     assert_eq!(h.core.session_id(), Some(7));
-    assert!(
-        completions(&out)
-            .iter()
-            .all(|c| c.op != publish && c.op != ping)
-    );
+    assert!(completions(&out).iter().all(|c| c.op != publish && c.op != ping));
 }
 
 #[test]
@@ -61,10 +57,7 @@ fn replies_should_complete_the_request_with_the_same_id_in_any_order() {
 
     h.published(ids[1], 5);
     let out = h.take();
-    assert_eq!(
-        result_of(&out, second),
-        Ok(Some(ReplyBody::Published { receivers: 5 }))
-    );
+    assert_eq!(result_of(&out, second), Ok(Some(ReplyBody::Published { receivers: 5 })));
     assert!(completions(&out).iter().all(|c| c.op != first));
 
     h.error(Some(ids[0]), ErrorCode::InvalidArgument);
@@ -93,13 +86,7 @@ fn unanswered_request_should_fail_with_timeout_and_its_late_answer_be_ignored() 
 
 #[test]
 fn max_in_flight_should_hold_back_requests_until_replies_free_a_slot() {
-    let mut h = Harness::connected(
-        config(),
-        Limits {
-            max_in_flight: 2,
-            ..limits()
-        },
-    );
+    let mut h = Harness::connected(config(), Limits { max_in_flight: 2, ..limits() });
     let ops: Vec<u64> = (0..5).map(|_| h.core.ping(h.now)).collect();
     let first = sent_ids(&h.take());
     assert_eq!(first.len(), 2, "only max_in_flight requests go out");
@@ -126,10 +113,7 @@ fn max_in_flight_should_hold_back_requests_until_replies_free_a_slot() {
 
 #[test]
 fn operations_beyond_max_pending_should_fail_fast_with_backlogged() {
-    let mut h = Harness::new(CoreConfig {
-        max_pending: 3,
-        ..config()
-    });
+    let mut h = Harness::new(CoreConfig { max_pending: 3, ..config() });
     let waiting: Vec<u64> = (0..3).map(|_| h.core.ping(h.now)).collect();
     let refused = h.core.ping(h.now);
     let refused_sub = h.core.subscribe(h.now, "x");
@@ -146,19 +130,9 @@ fn operations_beyond_max_pending_should_fail_fast_with_backlogged() {
 
 #[test]
 fn frame_larger_than_max_frame_bytes_should_fail_locally_and_not_be_sent() {
-    let mut h = Harness::connected(
-        config(),
-        Limits {
-            max_frame_bytes: 100,
-            ..limits()
-        },
-    );
-    let small = h
-        .core
-        .publish(h.now, "t", Payload::from("hi"), Headers::new());
-    let big = h
-        .core
-        .publish(h.now, "t", Payload::from(vec![0u8; 200]), Headers::new());
+    let mut h = Harness::connected(config(), Limits { max_frame_bytes: 100, ..limits() });
+    let small = h.core.publish(h.now, "t", Payload::from("hi"), Headers::new());
+    let big = h.core.publish(h.now, "t", Payload::from(vec![0u8; 200]), Headers::new());
     let out = h.take();
     assert_eq!(error_of(&out, big), ErrorCode::FrameTooLarge);
     assert_eq!(sent(&out).len(), 1);
@@ -168,20 +142,12 @@ fn frame_larger_than_max_frame_bytes_should_fail_locally_and_not_be_sent() {
 #[test]
 fn frame_queued_while_disconnected_should_be_checked_against_the_new_sessions_limit() {
     let mut h = Harness::new(config());
-    let big = h
-        .core
-        .publish(h.now, "t", Payload::from(vec![0u8; 200]), Headers::new());
+    let big = h.core.publish(h.now, "t", Payload::from(vec![0u8; 200]), Headers::new());
     let ping = h.core.ping(h.now);
-    h.open_and_welcome(Limits {
-        max_frame_bytes: 100,
-        ..limits()
-    });
+    h.open_and_welcome(Limits { max_frame_bytes: 100, ..limits() });
     let out = h.take();
     assert_eq!(error_of(&out, big), ErrorCode::FrameTooLarge);
-    assert_eq!(
-        sent(&out).iter().map(ClientFrame::op).collect::<Vec<_>>(),
-        vec!["hello", "ping"]
-    );
+    assert_eq!(sent(&out).iter().map(ClientFrame::op).collect::<Vec<_>>(), vec!["hello", "ping"]);
     assert!(completions(&out).iter().all(|c| c.op != ping));
 }
 
@@ -196,13 +162,7 @@ fn invalid_topic_should_fail_with_invalid_name_without_sending() {
 
 #[test]
 fn close_should_fail_pending_ops_close_with_1000_and_send_nothing_more() {
-    let mut h = Harness::connected(
-        config(),
-        Limits {
-            max_in_flight: 1,
-            ..limits()
-        },
-    );
+    let mut h = Harness::connected(config(), Limits { max_in_flight: 1, ..limits() });
     let in_flight = h.core.ping(h.now);
     let queued = h.publish("a");
     let pending_sub = h.core.subscribe(h.now, "s");
@@ -211,15 +171,8 @@ fn close_should_fail_pending_ops_close_with_1000_and_send_nothing_more() {
 
     h.core.close(h.now);
     let out = h.take();
-    assert!(
-        sent(&out).is_empty(),
-        "close sends no frame of its own: {out:?}"
-    );
-    assert!(out.contains(&Output::CloseSocket {
-        socket,
-        code: 1000,
-        reason: "normal".into()
-    }));
+    assert!(sent(&out).is_empty(), "close sends no frame of its own: {out:?}");
+    assert!(out.contains(&Output::CloseSocket { socket, code: 1000, reason: "normal".into() }));
     for op in [in_flight, queued, pending_sub] {
         assert_eq!(error_of(&out, op), ErrorCode::Closed);
     }
@@ -232,10 +185,7 @@ fn close_should_fail_pending_ops_close_with_1000_and_send_nothing_more() {
     h.advance(60_000);
     let out = h.take();
     assert_eq!(error_of(&out, late), ErrorCode::Closed);
-    assert!(
-        !out.iter()
-            .any(|o| matches!(o, Output::OpenSocket { .. } | Output::Send(_)))
-    );
+    assert!(!out.iter().any(|o| matches!(o, Output::OpenSocket { .. } | Output::Send(_))));
 }
 
 #[test]

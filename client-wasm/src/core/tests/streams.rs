@@ -32,12 +32,7 @@ fn info(stream: &str) -> StreamInfo {
 #[test]
 fn append_should_carry_a_generated_idempotency_key_and_be_resent_with_the_same_id_and_key() {
     let mut h = Harness::connected(config(), limits());
-    let op = h.core.append(
-        h.now,
-        "orders",
-        Payload::from("a"),
-        AppendOptions::default(),
-    );
+    let op = h.core.append(h.now, "orders", Payload::from("a"), AppendOptions::default());
     let first = appends(&h.take());
     assert_eq!(first.len(), 1);
     let key = first[0].idempotency_key.clone().expect("a generated key");
@@ -50,21 +45,10 @@ fn append_should_carry_a_generated_idempotency_key_and_be_resent_with_the_same_i
     let again = appends(&out);
     assert_eq!(again, first, "same request id, same key, same record");
 
-    h.reply(
-        again[0].id,
-        ReplyBody::Appended {
-            partition: 1,
-            offset: 41,
-            timestamp: 9,
-        },
-    );
+    h.reply(again[0].id, ReplyBody::Appended { partition: 1, offset: 41, timestamp: 9 });
     assert_eq!(
         result_of(&h.take(), op),
-        Ok(Some(ReplyBody::Appended {
-            partition: 1,
-            offset: 41,
-            timestamp: 9
-        }))
+        Ok(Some(ReplyBody::Appended { partition: 1, offset: 41, timestamp: 9 }))
     );
 }
 
@@ -72,8 +56,7 @@ fn append_should_carry_a_generated_idempotency_key_and_be_resent_with_the_same_i
 fn appends_should_get_distinct_keys_and_a_callers_key_should_be_kept() {
     let mut h = Harness::connected(config(), limits());
     for _ in 0..3 {
-        h.core
-            .append(h.now, "s", Payload::from("x"), AppendOptions::default());
+        h.core.append(h.now, "s", Payload::from("x"), AppendOptions::default());
     }
     let options = AppendOptions {
         key: Some("user-1".into()),
@@ -82,10 +65,7 @@ fn appends_should_get_distinct_keys_and_a_callers_key_should_be_kept() {
     };
     h.core.append(h.now, "s", Payload::from("x"), options);
     let sent = appends(&h.take());
-    let keys: Vec<String> = sent
-        .iter()
-        .map(|a| a.idempotency_key.clone().unwrap())
-        .collect();
+    let keys: Vec<String> = sent.iter().map(|a| a.idempotency_key.clone().unwrap()).collect();
     assert_ne!(keys[0], keys[1]);
     assert_ne!(keys[1], keys[2]);
     assert_eq!(keys[3], "mine");
@@ -95,15 +75,8 @@ fn appends_should_get_distinct_keys_and_a_callers_key_should_be_kept() {
 #[test]
 fn clients_with_different_entropy_should_generate_different_keys() {
     let key = |entropy| {
-        let mut h = Harness::connected(
-            CoreConfig {
-                entropy: Some(entropy),
-                ..config()
-            },
-            limits(),
-        );
-        h.core
-            .append(h.now, "s", Payload::from("x"), AppendOptions::default());
+        let mut h = Harness::connected(CoreConfig { entropy: Some(entropy), ..config() }, limits());
+        h.core.append(h.now, "s", Payload::from("x"), AppendOptions::default());
         appends(&h.take())[0].idempotency_key.clone().unwrap()
     };
     assert_ne!(key([1; 32]), key([2; 32]));
@@ -111,24 +84,13 @@ fn clients_with_different_entropy_should_generate_different_keys() {
 
 #[test]
 fn append_without_entropy_or_a_key_should_fail_rather_than_share_keys_with_other_clients() {
-    let mut h = Harness::connected(
-        CoreConfig {
-            entropy: None,
-            ..config()
-        },
-        limits(),
-    );
-    let op = h
-        .core
-        .append(h.now, "s", Payload::from("x"), AppendOptions::default());
+    let mut h = Harness::connected(CoreConfig { entropy: None, ..config() }, limits());
+    let op = h.core.append(h.now, "s", Payload::from("x"), AppendOptions::default());
     let out = h.take();
     assert_eq!(error_of(&out, op), ErrorCode::InvalidArgument);
     assert!(sent(&out).is_empty());
 
-    let keyed = AppendOptions {
-        idempotency_key: Some("k".into()),
-        ..AppendOptions::default()
-    };
+    let keyed = AppendOptions { idempotency_key: Some("k".into()), ..AppendOptions::default() };
     h.core.append(h.now, "s", Payload::from("x"), keyed);
     assert_eq!(appends(&h.take()).len(), 1);
 }
@@ -136,10 +98,7 @@ fn append_without_entropy_or_a_key_should_fail_rather_than_share_keys_with_other
 #[test]
 fn create_list_describe_and_commit_should_be_resent_after_a_reconnect() {
     let mut h = Harness::connected(config(), limits());
-    let options = StreamOptions {
-        partitions: Some(3),
-        ..StreamOptions::default()
-    };
+    let options = StreamOptions { partitions: Some(3), ..StreamOptions::default() };
     let create = h.core.create_stream(h.now, "s", options);
     h.core.list_streams(h.now);
     h.core.describe_stream(h.now, "s");
@@ -154,10 +113,7 @@ fn create_list_describe_and_commit_should_be_resent_after_a_reconnect() {
     assert_eq!(after, before, "the same frames, ids and order");
 
     h.reply(after[0].request_id().unwrap(), ReplyBody::Stream(info("s")));
-    assert_eq!(
-        result_of(&h.take(), create),
-        Ok(Some(ReplyBody::Stream(info("s"))))
-    );
+    assert_eq!(result_of(&h.take(), create), Ok(Some(ReplyBody::Stream(info("s")))));
 }
 
 #[test]
@@ -180,8 +136,7 @@ fn invalid_stream_names_should_fail_before_anything_is_sent() {
         h.core.create_stream(h.now, "a b", StreamOptions::default()),
         h.core.describe_stream(h.now, ""),
         h.core.delete_stream(h.now, "x.*"),
-        h.core
-            .append(h.now, "a..b", Payload::from("x"), AppendOptions::default()),
+        h.core.append(h.now, "a..b", Payload::from("x"), AppendOptions::default()),
         h.core.read(h.now, ">", ReadOptions::default()),
         h.core.commit(h.now, "a/b", "g", 0, 0, 0),
     ];

@@ -88,10 +88,8 @@ fn one_deliver_should_reach_every_matching_local_subscription_once() {
     let out = h.take();
     let mut got = delivered_to(&out);
     got.sort();
-    let mut expected: Vec<(u64, String)> = [all, btc, btc_again, star]
-        .into_iter()
-        .map(|s| (s, "prices.btc".to_owned()))
-        .collect();
+    let mut expected: Vec<(u64, String)> =
+        [all, btc, btc_again, star].into_iter().map(|s| (s, "prices.btc".to_owned())).collect();
     expected.sort();
     assert_eq!(got, expected);
     assert!(!got.iter().any(|(s, _)| *s == other));
@@ -101,10 +99,7 @@ fn one_deliver_should_reach_every_matching_local_subscription_once() {
     h.deliver("prices.btc", "2");
     let got = delivered_to(&h.take());
     assert_eq!(got.len(), 3);
-    assert!(
-        !got.iter().any(|(s, _)| *s == btc),
-        "an ended subscription gets nothing"
-    );
+    assert!(!got.iter().any(|(s, _)| *s == btc), "an ended subscription gets nothing");
 }
 
 #[test]
@@ -129,20 +124,9 @@ fn reconnect_should_resubscribe_every_pattern_before_queued_requests() {
         .collect();
     assert_eq!(
         ops,
-        vec![
-            "hello",
-            "subscribe a",
-            "subscribe b.*",
-            "subscribe c.>",
-            "publish",
-            "ping"
-        ]
+        vec!["hello", "subscribe a", "subscribe b.*", "subscribe c.>", "publish", "ping"]
     );
-    assert!(
-        completions(&out)
-            .iter()
-            .all(|c| c.op != publish && c.op != ping)
-    );
+    assert!(completions(&out).iter().all(|c| c.op != publish && c.op != ping));
 }
 
 #[test]
@@ -179,12 +163,7 @@ fn subscribe_while_disconnected_should_complete_when_the_pattern_is_acknowledged
 #[test]
 fn subscribe_should_time_out_when_no_session_comes_in_time() {
     let mut h = Harness::connected(
-        CoreConfig {
-            min_delay_ms: 10_000,
-            max_delay_ms: 10_000,
-            seed: 2,
-            ..config()
-        },
+        CoreConfig { min_delay_ms: 10_000, max_delay_ms: 10_000, seed: 2, ..config() },
         limits(),
     );
     h.drop_socket(None);
@@ -233,13 +212,7 @@ fn hub_refusing_a_restored_pattern_should_end_its_subscriptions_with_the_error()
 
 #[test]
 fn unsubscribing_before_the_subscribe_was_sent_should_send_neither() {
-    let mut h = Harness::connected(
-        config(),
-        Limits {
-            max_in_flight: 1,
-            ..limits()
-        },
-    );
+    let mut h = Harness::connected(config(), Limits { max_in_flight: 1, ..limits() });
     h.core.ping(h.now);
     let ping_id = sent_ids(&h.take())[0];
     let sub = h.core.subscribe(h.now, "z");
@@ -266,24 +239,12 @@ fn lagged_notice_should_reach_every_matching_subscription_and_the_app() {
     let wide = subscribed(&mut h, "t.>");
     let exact = subscribed(&mut h, "t.x");
     let other = subscribed(&mut h, "u");
-    h.hub(ServerFrame::Notice(Notice::Lagged {
-        topic: "t.x".into(),
-        missed: 3,
-    }));
-    h.hub(ServerFrame::Notice(Notice::Lagged {
-        topic: "t.y".into(),
-        missed: 2,
-    }));
+    h.hub(ServerFrame::Notice(Notice::Lagged { topic: "t.x".into(), missed: 3 }));
+    h.hub(ServerFrame::Notice(Notice::Lagged { topic: "t.y".into(), missed: 2 }));
     let out = h.take();
     assert_eq!(h.core.missed(wide), Some(5));
     assert_eq!(h.core.missed(exact), Some(3));
     assert_eq!(h.core.missed(other), Some(0));
-    assert!(out.contains(&Output::Lagged {
-        sub: exact,
-        missed: 3
-    }));
-    assert!(out.contains(&Output::Notice(ClientNotice::Lagged {
-        topic: "t.x".into(),
-        missed: 3
-    })));
+    assert!(out.contains(&Output::Lagged { sub: exact, missed: 3 }));
+    assert!(out.contains(&Output::Notice(ClientNotice::Lagged { topic: "t.x".into(), missed: 3 })));
 }
