@@ -191,6 +191,10 @@ impl Config {
                 "queue_lease_ms, queue_backoff_ms and queue_max_batch must not be 0 or empty",
             );
         }
+        let defaults = self.streams().defaults;
+        if let Err(e) = crate::streams::validate_options(&defaults) {
+            return Err(ConfigError::Invalid(format!("stream defaults: {}", e.message)));
+        }
         if self.max_reader_credit == 0 || self.commit_max_batch == 0 {
             return bad("max_reader_credit and commit_max_batch must be above 0");
         }

@@ -9,7 +9,9 @@ mod common;
 use std::time::Duration;
 
 use common::{Harness, read};
-use switchboard_protocol::streams::{Durability, PartitionOffset, ReadFrom, Retention};
+use switchboard_protocol::streams::{
+    Durability, PartitionOffset, ReadFrom, Retention, partition_for_key,
+};
 use switchboard_protocol::{ErrorCode, Headers, Payload, Read, ReplyBody, ServerFrame};
 use switchboard_server::Config;
 use switchboard_server::storage::streams::NewRecord;
@@ -413,4 +415,108 @@ async fn an_interval_durability_stream_should_acknowledge_and_keep_its_records()
     }
     h.restart().await;
     assert_eq!(h.read_all("metrics", 0, ReadFrom::Earliest).await.unwrap().len(), 50);
+}
+
+fn group_read(id: u64, member: Option<&str>, auto_commit: bool, credit: u32) -> Read {
+    Read {
+        id,
+        group: Some("g".into()),
+        member: member.map(str::to_owned),
+        auto_commit,
+        ..read("two", None, ReadFrom::Earliest, credit)
+    }
+}
+
+async fn two_partitions_with_records(h: &Harness) {
+    h.engine().create("two", Some(2), None, None).await.unwrap();
+    for i in 0..6u8 {
+        let key = if i % 2 == 0 { "a" } else { "b" };
+        h.engine().append("two", keyed(key, vec![i]), None).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_revoke_should_not_shift_which_records_a_credit_grant_acknowledges() {
+    let h = Harness::new().await;
+    two_partitions_with_records(&h).await;
+    let (mut a, _) = h.reader(group_read(1, Some("a"), true, 100)).await.unwrap();
+    let mut batches = Vec::new();
+    while batches.iter().map(|(_, n)| n).sum::<usize>() < 6 {
+        match a.next_frame().await {
+            ServerFrame::Records(r) => batches.push((r.partition, r.records.len())),
+            ServerFrame::Assigned(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    let (_b, _) = h.reader(group_read(2, Some("b"), true, 0)).await.unwrap();
+    let ServerFrame::Revoked(revoked) = a.next_frame().await else { panic!() };
+    let kept = 1 - revoked.partitions[0];
+    let committed = || async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let d = h.engine().describe("two").await.unwrap();
+        d.groups[0].partitions.iter().map(|p| p.committed).collect::<Vec<Option<u64>>>()
+    };
+    // More records for the kept partition arrive after the revoked partition's.
+    let key = ["a", "b"].into_iter().find(|k| partition_for_key(k, 2) == kept).unwrap();
+    for i in 0..3u8 {
+        h.engine().append("two", keyed(key, vec![100 + i]), None).await.unwrap();
+    }
+    let mut late = 0;
+    while late < 3 {
+        let ServerFrame::Records(r) = a.next_frame().await else { panic!() };
+        assert_eq!(r.partition, kept);
+        late += r.records.len();
+    }
+    // Granting 6 acknowledges the 6 oldest deliveries: the kept partition's first 3 and the
+    // revoked partition's 3 (which a may no longer commit), not the 3 that came late.
+    a.credit(6).await;
+    let mut expected = vec![None, None];
+    expected[kept as usize] = Some(3);
+    assert_eq!(committed().await, expected);
+    a.credit(3).await;
+    expected[kept as usize] = Some(6);
+    assert_eq!(committed().await, expected);
+}
+
+#[tokio::test]
+async fn a_rejoining_member_should_be_told_each_partitions_own_generation() {
+    let h = Harness::new().await;
+    two_partitions_with_records(&h).await;
+    let (mut a, _) = h.reader(group_read(1, Some("a"), false, 0)).await.unwrap();
+    let ServerFrame::Assigned(first) = a.next_frame().await else { panic!() };
+    let (b, _) = h.reader(group_read(2, Some("b"), false, 0)).await.unwrap();
+    let _revoked = a.next_frame().await;
+    b.close().await;
+    let ServerFrame::Assigned(second) = a.next_frame().await else { panic!() };
+    assert_ne!(first.generation, second.generation);
+    a.disconnect().await;
+    let (mut again, _) = h.reader(group_read(3, Some("a"), false, 0)).await.unwrap();
+    let mut by_generation = Vec::new();
+    for _ in 0..2 {
+        let ServerFrame::Assigned(x) = again.next_frame().await else { panic!() };
+        by_generation.push((x.generation, x.partitions[0].partition));
+    }
+    by_generation.sort();
+    assert_eq!(
+        by_generation.iter().map(|g| g.0).collect::<Vec<_>>(),
+        vec![first.generation, second.generation]
+    );
+    for (generation, partition) in by_generation {
+        h.engine().commit("two", "g", partition, 1, generation).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn closing_a_replaced_reader_should_not_remove_the_member_from_its_new_reader() {
+    let h = Harness::new().await;
+    two_partitions_with_records(&h).await;
+    let (old, _) = h.reader(group_read(1, Some("m"), false, 0)).await.unwrap();
+    let (mut new, _) = h.reader(group_read(2, Some("m"), false, 0)).await.unwrap();
+    let ServerFrame::Assigned(assigned) = new.next_frame().await else { panic!() };
+    old.close().await;
+    assert_eq!(h.engine().describe("two").await.unwrap().groups[0].members, 1);
+    h.engine()
+        .commit("two", "g", assigned.partitions[0].partition, 1, assigned.generation)
+        .await
+        .unwrap();
 }

@@ -219,8 +219,9 @@ impl StreamsState {
         let partition = match &record.key {
             Some(key) => partition_for_key(key, partitions),
             None => {
+                let next = entry.round_robin % partitions;
                 entry.round_robin = entry.round_robin.wrapping_add(1);
-                entry.round_robin % partitions
+                next
             }
         };
         let part = &mut entry.parts[partition as usize];

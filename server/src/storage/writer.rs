@@ -288,7 +288,10 @@ impl WriterThread {
                     Err(_) => break,
                 }
             }
-            let lazy = self.lazy_interval(&batch);
+            // An fsync is due if the oldest unsynced commit is older than its interval, however
+            // busy the writer is: then this batch commits durably.
+            let overdue = unsynced.is_some_and(|since| since.elapsed() >= sync_every);
+            let lazy = self.lazy_interval(&batch).filter(|_| !overdue);
             match lazy {
                 Some(every) => {
                     unsynced.get_or_insert_with(Instant::now);
@@ -497,9 +500,11 @@ impl WriterThread {
     }
 }
 
-/// A random 64-bit value (stream epochs), from the standard library's randomly seeded hasher.
+/// A random stream epoch from the standard library's randomly seeded hasher: 53 bits, not zero,
+/// so that JavaScript clients hold it exactly in a number.
 fn random_u64(salt: u64) -> u64 {
     static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    std::hash::RandomState::new().hash_one((salt, n, std::process::id()))
+    let random = std::hash::RandomState::new().hash_one((salt, n, std::process::id()));
+    (random & ((1 << 53) - 1)).max(1)
 }

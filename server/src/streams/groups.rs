@@ -85,13 +85,24 @@ impl Groups {
         (id, actions)
     }
 
-    /// The member's reader closed on purpose: it leaves at once.
-    pub fn leave(&self, key: &GroupKey, member: &str, now: u64) -> Vec<Action> {
+    /// The member's reader (`ctl`) closed on purpose: it leaves at once. A reader that was
+    /// already replaced by a newer one with the same member id leaves nothing.
+    pub fn leave(
+        &self,
+        key: &GroupKey,
+        member: &str,
+        ctl: &mpsc::Sender<Ctl>,
+        now: u64,
+    ) -> Vec<Action> {
         let mut all = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let Some(group) = all.get_mut(key) else {
             return Vec::new();
         };
-        if group.members.remove(member).is_none() {
+        let current = group
+            .members
+            .get(member)
+            .is_some_and(|m| m.ctl.as_ref().is_none_or(|c| c.same_channel(ctl)));
+        if !current || group.members.remove(member).is_none() {
             return Vec::new();
         }
         let actions = group.rebalance(now);

@@ -40,14 +40,24 @@ pub struct LivePart {
 }
 
 impl LivePart {
-    /// Up to `max` records from `from` on, if the ring still holds `from`.
-    pub fn from_ring(&self, from: u64, max: usize) -> Option<Vec<(u64, Bytes)>> {
+    /// Up to `max` records (and about `max_bytes`) from `from` on, if the ring still holds
+    /// `from`.
+    pub fn from_ring(&self, from: u64, max: usize, max_bytes: usize) -> Option<Vec<(u64, Bytes)>> {
         let first = self.ring.front()?.0;
         if from < first || from >= self.high {
             return None;
         }
         let start = (from - first) as usize;
-        Some(self.ring.iter().skip(start).take(max).cloned().collect())
+        let mut bytes = 0;
+        let mut out = Vec::new();
+        for (offset, record) in self.ring.iter().skip(start).take(max) {
+            if !out.is_empty() && bytes + record.len() > max_bytes {
+                break;
+            }
+            bytes += record.len();
+            out.push((*offset, record.clone()));
+        }
+        Some(out)
     }
 }
 

@@ -148,7 +148,11 @@ fn validate_name(name: &str) -> Result<(), StreamError> {
         .map_err(|e| error(ErrorCode::InvalidName, e.to_string()))
 }
 
-fn validate_options(o: &StreamOptions) -> Result<(), StreamError> {
+/// Checks the options of a stream.
+///
+/// # Errors
+/// `invalid_argument` naming the bad value.
+pub fn validate_options(o: &StreamOptions) -> Result<(), StreamError> {
     if o.partitions == 0 || o.partitions > MAX_PARTITIONS {
         return Err(error(
             ErrorCode::InvalidArgument,
@@ -509,7 +513,7 @@ impl Engine {
         if let Some((key, member)) = handle.group {
             let now = self.clock.now_ms();
             if leave {
-                deliver(self.groups.leave(&key, &member, now)).await;
+                deliver(self.groups.leave(&key, &member, &handle.ctl, now)).await;
             } else {
                 self.groups.disconnect(&key, &member, &handle.ctl, now);
             }

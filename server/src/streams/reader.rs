@@ -163,7 +163,9 @@ impl ReaderTask {
                 for p in &partitions {
                     self.cursors.remove(p);
                 }
-                self.delivered.retain(|(p, _)| !partitions.contains(p));
+                // Records already sent from these partitions stay in `delivered`: the client
+                // still acknowledges them with its grants, in order. They are no longer this
+                // reader's to commit, which `acknowledge` checks.
                 self.send(&ServerFrame::Revoked(Revoked { reader: self.id, partitions }))
             }
             Ctl::Assign(partitions) => self.assign(partitions).await,
@@ -198,17 +200,25 @@ impl ReaderTask {
                 },
             };
             self.cursors.insert(partition, Cursor { next: start, generation });
-            starts.push(PartitionOffset { partition, offset: start });
+            starts.push((generation, PartitionOffset { partition, offset: start }));
         }
         if let Some(group) = &mut self.group {
             group.resume.clear();
         }
-        let generation = self.cursors.values().map(|c| c.generation).max().unwrap_or(0);
-        self.send(&ServerFrame::Assigned(Assigned {
-            reader: self.id,
-            generation,
-            partitions: starts,
-        }))
+        // One frame per generation: a rejoining member's partitions may have been assigned in
+        // different rebalances, and each commit must quote its partition's own generation.
+        starts.sort_by_key(|(generation, p)| (*generation, p.partition));
+        for chunk in starts.chunk_by(|a, b| a.0 == b.0) {
+            let frame = Assigned {
+                reader: self.id,
+                generation: chunk[0].0,
+                partitions: chunk.iter().map(|(_, p)| *p).collect(),
+            };
+            if !self.send(&ServerFrame::Assigned(frame)) {
+                return false;
+            }
+        }
+        true
     }
 
     /// Acknowledges the `n` oldest delivered records, committing them for auto-commit groups.
@@ -292,7 +302,7 @@ impl ReaderTask {
             if next >= part.high {
                 return Ok(false);
             }
-            part.from_ring(next, max)
+            part.from_ring(next, max, BATCH_BYTES)
         };
         let records = match from_ring {
             Some(records) => records,
