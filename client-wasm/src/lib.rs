@@ -3,11 +3,13 @@
 //! # Layout
 //! - [`core`]: the sans-I/O client state machine ([`ClientCore`]): sessions, requests matched by
 //!   id, timeouts, reconnect with backoff, subscriptions and their restoration, keep-alive,
-//!   stream appends with idempotency keys, and stream readers with credit and exact resume. It
-//!   has no runtime or socket dependency and builds for `wasm32-unknown-unknown`.
+//!   stream appends with idempotency keys, stream readers with credit and exact resume, queue
+//!   enqueues with idempotency keys, lease settles resent while the lease is valid, and push
+//!   consumers re-issued after a reconnect. It has no runtime or socket dependency and builds
+//!   for `wasm32-unknown-unknown`.
 //! - `native` (feature `native`, not on wasm32): the tokio + tokio-tungstenite transport —
-//!   [`connect`], [`Client`], [`Subscription`], [`Reader`], [`ClientOptions`] — one driver task
-//!   per client running the core.
+//!   [`connect`], [`Client`], [`Subscription`], [`Reader`], [`Consumer`], [`TaskHandle`],
+//!   [`ClientOptions`] — one driver task per client running the core.
 //!
 //! A browser binding drives the same core over a web-sys `WebSocket`; see [`core`] for the
 //! contract a transport follows.
@@ -16,9 +18,11 @@ pub mod core;
 
 pub use crate::core::{
     AppendOptions, Appended, ClientCore, ClientError, ClientNotice, Completion, ConnectionState,
-    CoreConfig, DEFAULT_CREDIT, Message, OpId, Output, ReadOptions, ReaderEvent, ReaderId,
-    SocketId, StreamOptions, StreamRecord, SubId,
+    ConsumerEvent, ConsumerId, CoreConfig, DEFAULT_CREDIT, DEFAULT_PULL_WAIT_MS, EnqueueOptions,
+    Message, OpId, Output, PullOptions, ReadOptions, ReaderEvent, ReaderId, SocketId,
+    StreamOptions, StreamRecord, SubId,
 };
+pub use switchboard_protocol::queues::{DeadLetter, QueueInfo, QueueOptions, QueueStats, Task};
 pub use switchboard_protocol::streams::{
     Durability, PartitionOffset, ReadFrom, Retention, StreamDescription, StreamInfo,
 };
@@ -32,4 +36,4 @@ pub use switchboard_protocol as protocol;
 mod native;
 
 #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
-pub use native::{Client, ClientOptions, Reader, Subscription, connect};
+pub use native::{Client, ClientOptions, Consumer, Reader, Subscription, TaskHandle, connect};

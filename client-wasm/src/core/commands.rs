@@ -40,8 +40,8 @@ impl ClientCore {
     }
 
     /// Puts one application request in the table: sent at once if the session has room,
-    /// otherwise queued (bounded by `max_pending`) until it does. Future operations (streams,
-    /// queues) enter here with the policy that suits them.
+    /// otherwise queued (bounded by `max_pending`) until it does. Operations enter here, or
+    /// through [`ClientCore::submit_as`] when they need their own purpose or timeout.
     pub(crate) fn submit(
         &mut self,
         now_ms: u64,
@@ -49,14 +49,32 @@ impl ClientCore {
         on_disconnect: OnDisconnect,
         build: impl FnOnce(u64) -> ClientFrame,
     ) {
+        let timeout = self.config.request_timeout_ms;
+        self.submit_as(now_ms, op, Purpose::Op(op), on_disconnect, timeout, build);
+    }
+
+    /// [`ClientCore::submit`] with a purpose and a timeout; returns the request id, or `None`
+    /// when `op` already failed.
+    pub(crate) fn submit_as(
+        &mut self,
+        now_ms: u64,
+        op: OpId,
+        purpose: Purpose,
+        on_disconnect: OnDisconnect,
+        timeout_ms: u64,
+        build: impl FnOnce(u64) -> ClientFrame,
+    ) -> Option<u64> {
         if let Err(e) = self.admit() {
             self.complete(op, Err(e));
-            return;
+            return None;
         }
         let id = self.requests.next_id();
         let frame = match encode(&build(id)) {
             Ok(frame) => frame,
-            Err(e) => return self.complete(op, Err(e)),
+            Err(e) => {
+                self.complete(op, Err(e));
+                return None;
+            }
         };
         if let Some(limits) = self.limits
             && frame.len() > limits.max_frame_bytes as usize
@@ -69,17 +87,19 @@ impl ClientCore {
                     limits.max_frame_bytes
                 ),
             );
-            return self.complete(op, Err(error));
+            self.complete(op, Err(error));
+            return None;
         }
         let request = Request {
             frame,
-            purpose: Purpose::Op(op),
+            purpose,
             on_disconnect,
-            deadline: now_ms.saturating_add(self.config.request_timeout_ms),
+            deadline: now_ms.saturating_add(timeout_ms),
             sent: false,
         };
         self.requests.enqueue(id, request, false);
-        self.pump();
+        self.pump(now_ms);
+        Some(id)
     }
 
     /// Whether one more operation may be accepted: the client is open, and if the operation
@@ -93,7 +113,10 @@ impl ClientCore {
                 && self.requests.queued() == 0
                 && self.requests.in_flight() < (l.max_in_flight as usize).max(1)
         });
-        let waiting = self.requests.queued() + self.subs.pending() + self.readers.waiting();
+        let waiting = self.requests.queued()
+            + self.subs.pending()
+            + self.readers.waiting()
+            + self.queues.waiting();
         if !has_room && waiting >= self.config.max_pending {
             return Err(ClientError::backlogged(self.config.max_pending));
         }
@@ -144,7 +167,7 @@ impl ClientCore {
             }
         }
         // Disconnected: nothing to send now; the next `welcome` subscribes the desired set.
-        self.pump();
+        self.pump(now_ms);
         sub
     }
 
@@ -153,15 +176,15 @@ impl ClientCore {
     /// immediate. Unsubscribing an unknown or ended subscription succeeds.
     pub fn unsubscribe(&mut self, now_ms: u64, sub: SubId) -> OpId {
         let op = self.new_op();
-        self.release(now_ms, sub, Some(op), None);
-        self.pump();
+        self.release_subscription(now_ms, sub, Some(op), None);
+        self.pump(now_ms);
         op
     }
 
     /// Removes a local subscription; `op` (if any) completes when the hub no longer needs to be
     /// told anything. A pending subscription's own operation fails with `failure`, or with
     /// `closed` when the application released it.
-    pub(super) fn release(
+    pub(super) fn release_subscription(
         &mut self,
         now_ms: u64,
         sub: SubId,
@@ -221,6 +244,18 @@ impl ClientCore {
         purpose: Purpose,
         front: bool,
     ) -> u64 {
+        self.enqueue_internal_as(now_ms, build, purpose, front, OnDisconnect::Restore)
+    }
+
+    /// [`ClientCore::enqueue_internal`] with another disconnect policy.
+    pub(super) fn enqueue_internal_as(
+        &mut self,
+        now_ms: u64,
+        build: impl FnOnce(u64) -> ClientFrame,
+        purpose: Purpose,
+        front: bool,
+        on_disconnect: OnDisconnect,
+    ) -> u64 {
         let id = self.requests.next_id();
         // Frames of this crate always encode; if one ever did not, the request times out
         // instead of being sent, which the usual paths handle.
@@ -228,7 +263,7 @@ impl ClientCore {
         let request = Request {
             frame,
             purpose,
-            on_disconnect: OnDisconnect::Restore,
+            on_disconnect,
             deadline: now_ms.saturating_add(self.config.request_timeout_ms),
             sent: false,
         };

@@ -1,12 +1,17 @@
-//! Idempotency keys for appends: 128 random bits each, from a generator the transport seeds with
-//! real entropy.
+//! Idempotency keys for appends and enqueues: 128 random bits each, from a generator the
+//! transport seeds with real entropy.
 //!
-//! A key only has to be unique among the appends the hub remembers (its dedup window), across
-//! every client. Two clients whose generators start from independent 256-bit seeds produce
+//! A key only has to be unique among the appends or enqueues the hub remembers (its dedup
+//! window), across every client. Two clients whose generators start from independent 256-bit seeds produce
 //! overlapping keys with negligible probability. The generator (xoshiro256**) is not a
 //! cryptographic one: someone who saw many of this client's keys could predict the next ones.
 //! Keys go only to the hub, so that is acceptable; a transport with a cryptographic source at
-//! hand could still feed keys through `AppendOptions::idempotency_key` instead.
+//! hand could still feed keys through `AppendOptions::idempotency_key` (or
+//! `EnqueueOptions::idempotency_key`) instead.
+
+use switchboard_protocol::ErrorCode;
+
+use super::{ClientCore, ClientError, OpId};
 
 /// The generator of one client.
 #[derive(Debug, Clone)]
@@ -46,6 +51,27 @@ impl IdempotencyKeys {
     pub(crate) fn next_key(&mut self) -> String {
         let (high, low) = (self.next_u64(), self.next_u64());
         format!("{high:016x}{low:016x}")
+    }
+}
+
+impl ClientCore {
+    /// The key a request carries: the caller's, or a fresh one. `None` after failing `op` with
+    /// `invalid_argument` when there is neither.
+    pub(crate) fn idempotency_key(&mut self, op: OpId, given: Option<String>) -> Option<String> {
+        if given.is_some() {
+            return given;
+        }
+        if let Some(keys) = self.keys.as_mut() {
+            return Some(keys.next_key());
+        }
+        // A fixed fallback would give every client the same keys, and the hub would answer one
+        // client's request with another's result: refuse instead.
+        let error = ClientError::new(
+            ErrorCode::InvalidArgument,
+            "no idempotency key given and the transport set no CoreConfig::entropy to make one",
+        );
+        self.complete(op, Err(error));
+        None
     }
 }
 

@@ -13,12 +13,16 @@
 //!    ([`ClientCore::publish`], [`ClientCore::subscribe`], [`ClientCore::unsubscribe`],
 //!    [`ClientCore::ping`], [`ClientCore::close`], and for streams
 //!    [`ClientCore::create_stream`], [`ClientCore::append`], [`ClientCore::read`],
-//!    [`ClientCore::commit_record`], [`ClientCore::close_reader`], ...), each returning the id
-//!    its [`Completion`] will carry. When the application has consumed records a reader
+//!    [`ClientCore::commit_record`], [`ClientCore::close_reader`], ..., and for queues
+//!    [`ClientCore::enqueue`], [`ClientCore::pull`], [`ClientCore::consume`],
+//!    [`ClientCore::ack`], [`ClientCore::stop_consumer`], ...), each returning the id its
+//!    [`Completion`] will carry. When the application has consumed records a reader
 //!    delivered, say so with [`ClientCore::reader_consumed`]: that is what returns credit.
+//!    Queue leases carry wall-clock deadlines: tell the core the wall-clock time with
+//!    [`ClientCore::set_wall_clock`] once after creating it (and after any clock correction).
 //! 2. Drain [`ClientCore::poll_output`] and act on every [`Output`] in order: open or close
-//!    sockets, send frames, complete operations, deliver messages and reader events, report
-//!    state and notices.
+//!    sockets, send frames, complete operations, deliver messages, reader and consumer events,
+//!    report state and notices.
 //! 3. Sleep until [`ClientCore::next_deadline`] (or the next event) and call `on_tick`.
 //!
 //! The core asks for at most one socket at a time and always emits [`Output::CloseSocket`] for
@@ -29,7 +33,9 @@ mod backoff;
 mod commands;
 mod config;
 mod error;
+mod keys;
 mod output;
+mod queues;
 mod replies;
 mod requests;
 mod session;
@@ -49,14 +55,17 @@ use switchboard_protocol::{ErrorCode, Limits};
 pub use config::CoreConfig;
 pub use error::ClientError;
 pub use output::{
-    ClientNotice, Completion, ConnectionState, Message, OpId, Output, ReaderEvent, ReaderId,
-    SocketId, StreamRecord, SubId,
+    ClientNotice, Completion, ConnectionState, ConsumerEvent, ConsumerId, Message, OpId, Output,
+    ReaderEvent, ReaderId, SocketId, StreamRecord, SubId,
 };
+pub use queues::{DEFAULT_PULL_WAIT_MS, EnqueueOptions, PullOptions};
 pub use streams::{AppendOptions, Appended, DEFAULT_CREDIT, ReadOptions, StreamOptions};
 
 use backoff::{Backoff, Rng};
+use keys::IdempotencyKeys;
+use queues::QueueState;
 use requests::Requests;
-use streams::{IdempotencyKeys, Readers};
+use streams::Readers;
 use subscriptions::Subscriptions;
 
 /// How far the current socket has got.
@@ -108,7 +117,9 @@ pub struct ClientCore {
     requests: Requests,
     subs: Subscriptions,
     readers: Readers,
-    /// `None` when the transport gave no entropy: appends then need the caller's key.
+    queues: QueueState,
+    /// `None` when the transport gave no entropy: appends and enqueues then need the caller's
+    /// key.
     keys: Option<IdempotencyKeys>,
     last_op: OpId,
 }
@@ -135,6 +146,7 @@ impl ClientCore {
             requests: Requests::default(),
             subs: Subscriptions::default(),
             readers: Readers::default(),
+            queues: QueueState::default(),
             last_op: 0,
         };
         core.open_socket(now_ms);
@@ -165,6 +177,7 @@ impl ClientCore {
             self.requests.next_deadline(),
             self.subs.next_deadline(),
             self.readers.next_deadline(),
+            self.queues.next_deadline(),
             self.reconnect_at,
             self.socket.and_then(|s| s.deadline),
             liveness,
@@ -204,7 +217,10 @@ impl ClientCore {
     /// flight.
     pub fn pending(&self) -> (usize, usize) {
         (
-            self.requests.queued() + self.subs.pending() + self.readers.waiting(),
+            self.requests.queued()
+                + self.subs.pending()
+                + self.readers.waiting()
+                + self.queues.waiting(),
             self.requests.in_flight(),
         )
     }
@@ -239,7 +255,7 @@ impl ClientCore {
     }
 
     /// Sends queued requests while the session has free in-flight slots.
-    fn pump(&mut self) {
+    fn pump(&mut self, now_ms: u64) {
         let Some(limits) = self.limits.filter(|_| self.is_ready()) else {
             return;
         };
@@ -259,7 +275,7 @@ impl ClientCore {
                     ),
                 );
                 if let Some(request) = self.requests.take(id) {
-                    self.fail_request(id, request, error);
+                    self.fail_request(now_ms, id, request.purpose, error);
                 }
                 continue;
             }

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use switchboard_protocol::frame::ReplyBody;
 use switchboard_protocol::payload::Headers;
+use switchboard_protocol::queues::Task;
 use switchboard_protocol::streams::PartitionOffset;
 
 use super::error::ClientError;
@@ -11,7 +12,7 @@ use super::error::ClientError;
 /// longer uses are ignored, so a late close event of an old socket cannot end a newer one.
 pub type SocketId = u64;
 
-/// Identifies one application operation (publish, subscribe, unsubscribe, ping).
+/// Identifies one application operation (publish, subscribe, enqueue, ack, ...).
 pub type OpId = u64;
 
 /// Identifies one local subscription: the [`OpId`] of the `subscribe` call that created it.
@@ -20,6 +21,10 @@ pub type SubId = u64;
 /// Identifies one reader: the [`OpId`] of the `read` call that created it. It stays the same
 /// across reconnects, while the hub's id for the reader changes with every session.
 pub type ReaderId = u64;
+
+/// Identifies one queue consumer: the [`OpId`] of the `consume` call that created it. It stays
+/// the same across reconnects, while the hub's consumer ids change with every session.
+pub type ConsumerId = u64;
 
 /// The connection state reported to the application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,9 +102,24 @@ pub enum ReaderEvent {
     Ended { error: Option<ClientError> },
 }
 
+/// Something that happened to a queue consumer the application holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsumerEvent {
+    /// A task leased to the consumer. Settle it by (`task.queue`, `task.id`, `task.lease`)
+    /// before `task.deadline`; until it is settled or its lease ends it counts against the
+    /// consumer's prefetch.
+    Task(Task),
+    /// The consumer ended: stopped by the application or closed with the client (`None`), or
+    /// on an error — the hub closed it (its queue was deleted) or refused to restore it after a
+    /// reconnect. Nothing follows. Leases of tasks already delivered stay valid until their
+    /// deadlines.
+    Ended { error: Option<ClientError> },
+}
+
 /// The end of one operation. `Ok` carries the hub's reply body for operations that have one
-/// (`publish`: [`ReplyBody::Published`], `read`: [`ReplyBody::ReadStarted`], ...); a successful
-/// `subscribe` carries `None` and its [`SubId`] is its op id, as a `read`'s [`ReaderId`] is.
+/// (`publish`: [`ReplyBody::Published`], `read`: [`ReplyBody::ReadStarted`], `consume`:
+/// [`ReplyBody::Consuming`], ...); a successful `subscribe` carries `None` and its [`SubId`] is
+/// its op id, as a `read`'s [`ReaderId`] and a `consume`'s [`ConsumerId`] are.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
     pub op: OpId,
@@ -126,6 +146,8 @@ pub enum Output {
     SubscriptionClosed { sub: SubId, error: Option<ClientError> },
     /// Something happened to a reader.
     Reader { reader: ReaderId, event: ReaderEvent },
+    /// Something happened to a queue consumer.
+    Consumer { consumer: ConsumerId, event: ConsumerEvent },
     /// The connection state changed.
     State(ConnectionState),
     /// A notice for the application.

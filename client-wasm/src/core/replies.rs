@@ -53,33 +53,41 @@ impl ClientCore {
             (Phase::Ready, ServerFrame::ReaderClosed(closed)) => {
                 self.on_reader_closed(now_ms, closed);
             }
-            // This client starts no queue consumers, so a hub sends it none of their frames;
-            // naming them keeps this match exhaustive for frames added later.
-            (Phase::Ready, ServerFrame::Task(_) | ServerFrame::ConsumerClosed(_)) => {}
+            (Phase::Ready, ServerFrame::Task(delivery)) => self.on_task(now_ms, delivery),
+            (Phase::Ready, ServerFrame::ConsumerClosed(closed)) => {
+                self.on_consumer_closed(now_ms, closed);
+            }
         }
-        self.pump();
+        self.pump(now_ms);
     }
 
     fn on_reply(&mut self, now_ms: u64, id: u64, result: Result<Option<ReplyBody>, ClientError>) {
         // Unknown ids are answers to requests that already timed out: nobody waits for them,
-        // but a reader such an answer started must not run on unread.
+        // but a reader or consumer such an answer started must not run on unread, and tasks it
+        // leased go back.
         let Some(request) = self.requests.take(id) else {
             if self.readers.take_abandoned(id) {
                 self.on_abandoned_read(now_ms, &result);
+            } else {
+                self.on_abandoned_queue_reply(now_ms, id, &result);
             }
             return;
         };
-        if let Purpose::Read { reader } = request.purpose {
-            return self.on_read_reply(now_ms, id, reader, result);
-        }
-        match result {
-            Ok(body) => self.succeed_request(id, request, body),
-            Err(error) => self.fail_request(id, request, error),
+        match (request.purpose, result) {
+            (Purpose::Read { reader }, result) => self.on_read_reply(now_ms, id, reader, result),
+            (Purpose::Consume { consumer, prefetch }, result) => {
+                self.on_consume_reply(now_ms, id, consumer, prefetch, result);
+            }
+            (Purpose::Settle { op, lease, extend }, result) => {
+                self.on_settle_reply(now_ms, id, op, &lease, extend, result);
+            }
+            (purpose, Ok(body)) => self.succeed_request(id, purpose, body),
+            (purpose, Err(error)) => self.fail_request(now_ms, id, purpose, error),
         }
     }
 
-    fn succeed_request(&mut self, id: u64, request: Request, body: Option<ReplyBody>) {
-        match request.purpose {
+    fn succeed_request(&mut self, id: u64, purpose: Purpose, body: Option<ReplyBody>) {
+        match purpose {
             // The hub no longer has the reader either way.
             Purpose::CloseReader { op: Some(op) } => self.complete(op, Ok(None)),
             Purpose::Op(op) | Purpose::Unsubscribe { op: Some(op), .. } => {
@@ -102,16 +110,27 @@ impl ClientCore {
                     self.liveness = None;
                 }
             }
+            Purpose::Pull { op } => self.on_pull_reply(op, body),
+            // The hub consumer is gone either way.
+            Purpose::StopConsume { op: Some(op) } => self.complete(op, Ok(None)),
+            // `on_reply` hands these to their owners.
+            Purpose::Read { .. } | Purpose::Consume { .. } | Purpose::Settle { .. } => {}
             Purpose::Unsubscribe { op: None, .. }
-            | Purpose::Read { .. }
             | Purpose::Credit
-            | Purpose::CloseReader { op: None } => {}
+            | Purpose::CloseReader { op: None }
+            | Purpose::StopConsume { op: None } => {}
         }
     }
 
     /// Settles a request that failed (the hub's error, or a local check before sending).
-    pub(super) fn fail_request(&mut self, id: u64, request: Request, error: ClientError) {
-        match request.purpose {
+    pub(super) fn fail_request(
+        &mut self,
+        now_ms: u64,
+        id: u64,
+        purpose: Purpose,
+        error: ClientError,
+    ) {
+        match purpose {
             // A reader the hub does not know is as closed as one it just closed.
             Purpose::CloseReader { op: Some(op) } => self.complete(op, Ok(None)),
             Purpose::Op(op) | Purpose::Unsubscribe { op: Some(op), .. } => {
@@ -137,21 +156,42 @@ impl ClientCore {
                     self.liveness = None;
                 }
             }
+            Purpose::Pull { op } => self.complete(op, Err(error)),
+            Purpose::Settle { op, lease, extend } => {
+                self.on_settle_reply(now_ms, id, op, &lease, extend, Err(error));
+            }
+            Purpose::Consume { consumer, prefetch } => {
+                self.on_consume_reply(now_ms, id, consumer, prefetch, Err(error));
+            }
+            // A consumer the hub does not know is as stopped as one it just stopped.
+            Purpose::StopConsume { op: Some(op) } => self.complete(op, Ok(None)),
             // A refused read can only come through `on_reply`, which hands it to the reader; a
             // refused credit means the reader is gone, and `reader_closed` says why.
             Purpose::Unsubscribe { op: None, .. }
             | Purpose::Read { .. }
             | Purpose::Credit
-            | Purpose::CloseReader { op: None } => {}
+            | Purpose::CloseReader { op: None }
+            | Purpose::StopConsume { op: None } => {}
         }
     }
 
     pub(super) fn on_request_timeout(&mut self, now_ms: u64, id: u64, request: Request) {
-        match request.purpose {
+        match request.purpose.clone() {
             Purpose::Op(op)
             | Purpose::Unsubscribe { op: Some(op), .. }
-            | Purpose::CloseReader { op: Some(op) } => {
+            | Purpose::CloseReader { op: Some(op) }
+            | Purpose::StopConsume { op: Some(op) } => {
                 self.complete(op, Err(ClientError::timeout()));
+            }
+            Purpose::Pull { op } => self.on_pull_timeout(id, op, &request),
+            Purpose::Settle { op, lease, .. } => {
+                self.forget_settle(&lease, id);
+                if let Some(op) = op {
+                    self.complete(op, Err(ClientError::timeout()));
+                }
+            }
+            Purpose::Consume { consumer, .. } => {
+                self.on_consume_timeout(now_ms, id, consumer, &request);
             }
             Purpose::Subscribe { pattern } => {
                 // Local subscriptions time out on their own deadlines; the pattern stays
@@ -174,7 +214,8 @@ impl ClientCore {
             // Granting again could grant twice; the hub is slow, not forgetful.
             Purpose::Unsubscribe { op: None, .. }
             | Purpose::Credit
-            | Purpose::CloseReader { op: None } => {}
+            | Purpose::CloseReader { op: None }
+            | Purpose::StopConsume { op: None } => {}
         }
     }
 

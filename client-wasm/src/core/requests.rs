@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
-use super::output::{OpId, ReaderId};
+use super::output::{ConsumerId, OpId, ReaderId};
+use super::queues::LeaseKey;
 
 /// What happens to a request that was sent when its socket is lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +44,16 @@ pub(crate) enum Purpose {
     Credit,
     /// Stopping a hub reader; `op` is the application's `close_reader`, if it waits.
     CloseReader { op: Option<OpId> },
+    /// A `pull`: the leases of the tasks it returns are recorded before `op` completes.
+    Pull { op: OpId },
+    /// A settle of `lease` (`ack`, `nack`, `release`, `reject`, or `extend` when `extend`);
+    /// `op` is the application's, if it waits (the core's own releases have none).
+    Settle { op: Option<OpId>, lease: LeaseKey, extend: bool },
+    /// A consumer's `consume` on the current session (its first, a restore or a top-up),
+    /// asking for `prefetch`.
+    Consume { consumer: ConsumerId, prefetch: u32 },
+    /// Stopping a hub consumer; `op` is the application's `stop_consumer`, if it waits.
+    StopConsume { op: Option<OpId> },
 }
 
 /// One request: its encoded frame and what to do with its answer.

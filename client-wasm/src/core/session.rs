@@ -90,9 +90,11 @@ impl ClientCore {
         self.backoff.reset();
         self.last_received = now_ms;
         self.set_state(ConnectionState::Connected);
-        // Restore the desired set and then the readers before anything queued goes out, so a
-        // publish queued while disconnected cannot overtake the subscriptions the application
-        // already holds. Both go to the front: readers first, subscriptions ahead of them.
+        // Restore the desired set, the readers and the consumers before anything queued goes
+        // out, so a publish queued while disconnected cannot overtake the subscriptions the
+        // application already holds. All go to the front: consumers first, readers ahead of
+        // them, subscriptions ahead of both.
+        self.restore_consumers(now_ms);
         self.restore_readers(now_ms);
         for pattern in self.subs.desired().into_iter().rev() {
             let id = self.enqueue_subscribe(now_ms, &pattern, true);
@@ -100,7 +102,7 @@ impl ClientCore {
                 state.request = Some(id);
             }
         }
-        self.pump();
+        self.pump(now_ms);
     }
 
     /// Gives up on the current socket: tells the transport to close it, settles what was in
@@ -126,7 +128,7 @@ impl ClientCore {
             None if reason.is_empty() => "connection lost".to_owned(),
             None => format!("connection lost: {reason}"),
         };
-        self.settle_in_flight(&detail);
+        self.settle_in_flight(now_ms, &detail);
 
         if let Some(error) = code.and_then(|c| ClientError::from_terminal_close(c, reason)) {
             return self.shut_down(error);
@@ -146,29 +148,46 @@ impl ClientCore {
     }
 
     /// Settles every request the lost socket carried, by its policy.
-    fn settle_in_flight(&mut self, detail: &str) {
-        // Queued subscription changes and keep-alives belong to the old session: the desired
-        // set is re-sent after the next `welcome` instead.
-        let removed = self.requests.disconnect(|p| !matches!(p, Purpose::Op(_)));
-        for (_, request) in removed {
+    fn settle_in_flight(&mut self, now_ms: u64, detail: &str) {
+        // Queued subscription changes, consumer requests and keep-alives belong to the old
+        // session: the desired set is re-sent after the next `welcome` instead.
+        let removed = self.requests.disconnect(|p| {
+            !matches!(p, Purpose::Op(_) | Purpose::Pull { .. } | Purpose::Settle { .. })
+        });
+        for (id, request) in removed {
             match request.purpose {
-                Purpose::Op(op) => self.complete(op, Err(ClientError::disconnected(detail))),
-                // The new session starts without the pattern, or the reader, as was asked.
+                Purpose::Op(op) | Purpose::Pull { op } => {
+                    self.complete(op, Err(ClientError::disconnected(detail)));
+                }
+                // Settles are resent, so only a policy changed by mistake lands here.
+                Purpose::Settle { op, lease, .. } => {
+                    self.forget_settle(&lease, id);
+                    if let Some(op) = op {
+                        self.complete(op, Err(ClientError::disconnected(detail)));
+                    }
+                }
+                // The new session starts without the pattern, the reader or the hub consumer,
+                // as was asked.
                 Purpose::Unsubscribe { op: Some(op), .. }
-                | Purpose::CloseReader { op: Some(op) } => {
+                | Purpose::CloseReader { op: Some(op) }
+                | Purpose::StopConsume { op: Some(op) } => {
                     self.complete(op, Ok(None));
                 }
-                // Readers are read again after the next `welcome`.
+                // Readers are read again and consumers re-issued after the next `welcome`.
                 Purpose::Unsubscribe { op: None, .. }
                 | Purpose::Subscribe { .. }
                 | Purpose::Liveness
                 | Purpose::Read { .. }
                 | Purpose::Credit
-                | Purpose::CloseReader { op: None } => {}
+                | Purpose::CloseReader { op: None }
+                | Purpose::Consume { .. }
+                | Purpose::StopConsume { op: None } => {}
             }
         }
         self.subs.disconnect();
         self.readers.disconnect();
+        self.queues_disconnected();
+        self.fail_past_settles(now_ms);
         self.liveness = None;
         self.limits = None;
     }
@@ -217,17 +236,25 @@ impl ClientCore {
         self.limits = None;
         for (_, request) in self.requests.drain() {
             match request.purpose {
-                Purpose::Op(op) | Purpose::Unsubscribe { op: Some(op), .. } => {
+                Purpose::Op(op)
+                | Purpose::Unsubscribe { op: Some(op), .. }
+                | Purpose::Pull { op }
+                | Purpose::Settle { op: Some(op), .. } => {
                     self.complete(op, Err(error.clone()));
                 }
-                // The reader is gone with the client, which is what was asked.
-                Purpose::CloseReader { op: Some(op) } => self.complete(op, Ok(None)),
+                // The reader or hub consumer is gone with the client, which is what was asked.
+                Purpose::CloseReader { op: Some(op) } | Purpose::StopConsume { op: Some(op) } => {
+                    self.complete(op, Ok(None));
+                }
                 Purpose::Unsubscribe { op: None, .. }
                 | Purpose::Subscribe { .. }
                 | Purpose::Liveness
                 | Purpose::Read { .. }
                 | Purpose::Credit
-                | Purpose::CloseReader { op: None } => {}
+                | Purpose::CloseReader { op: None }
+                | Purpose::Settle { op: None, .. }
+                | Purpose::Consume { .. }
+                | Purpose::StopConsume { op: None } => {}
             }
         }
         for (sub, local) in self.subs.drain() {
@@ -238,6 +265,7 @@ impl ClientCore {
             }
         }
         self.end_readers(subscription_error, error);
+        self.end_consumers(subscription_error, error);
     }
 
     /// A deadline passed: reconnect, give up on a socket, time out operations, or check that
@@ -261,11 +289,12 @@ impl ClientCore {
             self.on_request_timeout(now_ms, id, request);
         }
         while let Some(sub) = self.subs.expired(now_ms) {
-            self.release(now_ms, sub, None, Some(ClientError::timeout()));
+            self.release_subscription(now_ms, sub, None, Some(ClientError::timeout()));
         }
         self.on_reader_timers(now_ms);
+        self.on_queue_timers(now_ms);
         self.check_liveness(now_ms);
-        self.pump();
+        self.pump(now_ms);
     }
 
     /// Browsers cannot send WebSocket pings, so the core pings the hub itself when the socket

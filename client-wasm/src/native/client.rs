@@ -9,13 +9,14 @@ use switchboard_protocol::streams::{StreamDescription, StreamInfo};
 use switchboard_protocol::{ErrorCode, Headers, Payload};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 
+use super::consumer::Consumer;
 use super::driver::Driver;
 use super::options::ClientOptions;
 use super::reader::Reader;
 use super::subscription::Subscription;
 use crate::core::{
-    AppendOptions, Appended, ClientCore, ClientError, ClientNotice, ConnectionState, OpId,
-    ReadOptions, ReaderId, StreamOptions, SubId,
+    AppendOptions, Appended, ClientCore, ClientError, ClientNotice, ConnectionState, ConsumerId,
+    OpId, ReadOptions, ReaderId, StreamOptions, SubId,
 };
 
 /// Commands a handle can queue before it waits for the driver: enough to absorb bursts of
@@ -62,6 +63,15 @@ pub(crate) enum Command {
         reader: ReaderId,
         reply: Option<oneshot::Sender<Result<(), ClientError>>>,
     },
+    Consume {
+        queue: String,
+        prefetch: u32,
+        reply: oneshot::Sender<Result<Consumer, ClientError>>,
+    },
+    StopConsumer {
+        consumer: ConsumerId,
+        reply: Option<oneshot::Sender<Result<(), ClientError>>>,
+    },
 }
 
 /// A core operation for the driver to start: given the core and the time, it returns the id
@@ -90,8 +100,25 @@ impl fmt::Debug for CoreCall {
 }
 
 /// The error for a reply body that does not fit the request: a hub bug, reported, not hidden.
-fn unexpected(body: Option<ReplyBody>) -> ClientError {
+pub(crate) fn unexpected(body: Option<ReplyBody>) -> ClientError {
     ClientError::new(ErrorCode::Internal, format!("unexpected answer from the hub: {body:?}"))
+}
+
+/// Runs a core operation for a handle that holds only a weak command sender.
+pub(crate) async fn call_weak(
+    commands: &mpsc::WeakSender<Command>,
+    client: &Shared,
+    call: impl FnOnce(&mut ClientCore, u64) -> OpId + Send + 'static,
+) -> Result<Option<ReplyBody>, ClientError> {
+    let Some(commands) = commands.upgrade() else {
+        return Err(client.closed_error());
+    };
+    let (reply, answer) = oneshot::channel();
+    let command = Command::Call { call: CoreCall::new(call), reply };
+    if commands.send(command).await.is_err() {
+        return Err(client.closed_error());
+    }
+    answer.await.unwrap_or_else(|_| Err(client.closed_error()))
 }
 
 /// State the driver publishes for every handle to read.
@@ -164,12 +191,12 @@ pub async fn connect(url: &str, options: ClientOptions) -> Result<Client, Client
 /// is dropped or [`Client::close`] is called.
 #[derive(Debug, Clone)]
 pub struct Client {
-    commands: mpsc::Sender<Command>,
-    shared: Arc<Shared>,
+    pub(super) commands: mpsc::Sender<Command>,
+    pub(super) shared: Arc<Shared>,
 }
 
 impl Client {
-    async fn request<T>(
+    pub(super) async fn request<T>(
         &self,
         command: impl FnOnce(oneshot::Sender<Result<T, ClientError>>) -> Command,
     ) -> Result<T, ClientError> {
@@ -209,7 +236,7 @@ impl Client {
     }
 
     /// Starts a core operation and waits for its reply body.
-    async fn call(
+    pub(super) async fn call(
         &self,
         call: impl FnOnce(&mut ClientCore, u64) -> OpId + Send + 'static,
     ) -> Result<Option<ReplyBody>, ClientError> {

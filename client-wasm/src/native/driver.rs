@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::client::{Command, Shared};
+use super::consumer::{Consumer, ConsumerSinks, wall_clock_ms};
 use super::options::ClientOptions;
 use super::reader::{Reader, ReaderSinks};
 use super::subscription::Subscription;
@@ -42,6 +43,7 @@ enum Waiter {
     Subscribe { pattern: String, reply: oneshot::Sender<Result<Subscription, ClientError>> },
     Body(oneshot::Sender<Result<Option<ReplyBody>, ClientError>>),
     Read { stream: String, window: u32, reply: oneshot::Sender<Result<Reader, ClientError>> },
+    Consume { queue: String, prefetch: u32, reply: oneshot::Sender<Result<Consumer, ClientError>> },
 }
 
 /// The driver's end of one subscription.
@@ -70,6 +72,7 @@ pub(crate) struct Driver {
     waiters: HashMap<OpId, Waiter>,
     sinks: HashMap<SubId, Sink>,
     readers: ReaderSinks,
+    consumers: ConsumerSinks,
     subscription_buffer: usize,
     close_waiters: Vec<oneshot::Sender<()>>,
 }
@@ -83,9 +86,11 @@ impl Driver {
         shared: Arc<Shared>,
         ready: oneshot::Sender<Result<(), ClientError>>,
     ) -> Self {
+        let mut core = ClientCore::new(options.core_config(), 0);
+        core.set_wall_clock(0, wall_clock_ms());
         Driver {
             url,
-            core: ClientCore::new(options.core_config(), 0),
+            core,
             start: Instant::now(),
             inbox,
             commands,
@@ -96,6 +101,7 @@ impl Driver {
             waiters: HashMap::new(),
             sinks: HashMap::new(),
             readers: ReaderSinks::default(),
+            consumers: ConsumerSinks::default(),
             // A zero-capacity channel cannot exist; one slot is the least that works.
             subscription_buffer: options.subscription_buffer.max(1),
             close_waiters: Vec::new(),
@@ -200,6 +206,16 @@ impl Driver {
                     self.waiters.insert(op, Waiter::Unit(reply));
                 }
             }
+            Command::Consume { queue, prefetch, reply } => {
+                let consumer = self.core.consume(now, &queue, prefetch);
+                self.waiters.insert(consumer, Waiter::Consume { queue, prefetch, reply });
+            }
+            Command::StopConsumer { consumer, reply } => {
+                let op = self.consumers.stop(&mut self.core, now, consumer);
+                if let Some(reply) = reply {
+                    self.waiters.insert(op, Waiter::Unit(reply));
+                }
+            }
         }
     }
 
@@ -218,6 +234,8 @@ impl Driver {
             Ok(ws) => {
                 tracing::debug!(socket, url = %self.url, "socket open");
                 self.open = Some(Open { id: socket, ws, close: None });
+                // Lease deadlines are wall-clock times: pick up any correction of the clock.
+                self.core.set_wall_clock(now, wall_clock_ms());
                 self.core.on_socket_open(socket, now);
             }
             Err(e) => {
@@ -307,6 +325,10 @@ impl Driver {
                     let now = self.now();
                     self.readers.on_event(&mut self.core, now, reader, event);
                 }
+                Output::Consumer { consumer, event } => {
+                    let now = self.now();
+                    self.consumers.on_event(&mut self.core, now, consumer, event);
+                }
                 Output::Lagged { sub, missed } => {
                     if let Some(sink) = self.sinks.get(&sub) {
                         sink.missed.fetch_add(missed, Ordering::Relaxed);
@@ -379,6 +401,18 @@ impl Driver {
                     unwanted.close_quietly();
                     self.readers.remove(op);
                     self.core.close_reader(self.now(), op);
+                }
+            }
+            Waiter::Consume { queue, prefetch, reply } => {
+                let result = result.map(|_| {
+                    let (client, commands) = (Arc::clone(&self.shared), self.commands.clone());
+                    self.consumers.open(op, queue, prefetch, client, commands)
+                });
+                if let Err(Ok(mut unwanted)) = reply.send(result) {
+                    // The caller stopped waiting: nobody will take these tasks.
+                    unwanted.close_quietly();
+                    let now = self.now();
+                    self.consumers.stop(&mut self.core, now, op);
                 }
             }
             Waiter::Subscribe { pattern, reply } => {

@@ -22,7 +22,7 @@ use switchboard_protocol::frame::ReplyBody;
 use switchboard_protocol::streams::ReaderPartition;
 use tokio::sync::{mpsc, oneshot};
 
-use super::client::{Command, Shared};
+use super::client::{Command, Shared, call_weak};
 use crate::core::{ClientCore, ClientError, ReaderEvent, ReaderId, StreamRecord};
 
 /// A record in the channel, with the holding of its partition it was delivered under.
@@ -330,21 +330,12 @@ impl Reader {
     /// revoked or reassigned since), `closed` (the reader or client ended), `timeout`,
     /// `backlogged`, or the hub's error.
     pub async fn commit(&self, record: &StreamRecord) -> Result<(), ClientError> {
-        let Some(commands) = self.commands.upgrade() else {
-            return Err(self.client.closed_error());
-        };
         let (id, partition, offset) = (self.id, record.partition, record.offset);
-        let (reply, answer) = oneshot::channel();
-        let call = super::client::CoreCall::new(move |core, now| {
+        call_weak(&self.commands, &self.client, move |core, now| {
             core.commit_record(now, id, partition, offset)
-        });
-        if commands.send(Command::Call { call, reply }).await.is_err() {
-            return Err(self.client.closed_error());
-        }
-        match answer.await {
-            Ok(result) => result.map(|_| ()),
-            Err(_) => Err(self.client.closed_error()),
-        }
+        })
+        .await
+        .map(|_| ())
     }
 
     /// The next offset to take, per partition the reader holds: where a reader resuming from

@@ -4,7 +4,6 @@
 //! # Layout
 //! - this file: the options types and the plain requests (`create_stream`, `list_streams`,
 //!   `describe_stream`, `delete_stream`, `commit`, `append`).
-//! - `keys`: the idempotency-key generator.
 //! - `reader`: one reader's positions, buffer and credit window.
 //! - `table`: every reader, by local id and by the hub's id on the current session.
 //! - `reading`: the core's reader operations and what the hub sends readers.
@@ -23,12 +22,10 @@
 //! - `read`, `credit` and `close_reader` name readers of the lost session; readers are restored
 //!   as a whole after the next `welcome` instead (see `reading`).
 
-mod keys;
 mod reader;
 mod reading;
 mod table;
 
-use switchboard_protocol::ErrorCode;
 use switchboard_protocol::frame::{
     Append, ClientFrame, Commit, CreateStream, ListStreams, StreamRef,
 };
@@ -36,7 +33,6 @@ use switchboard_protocol::names::validate_resource;
 use switchboard_protocol::payload::{Headers, Payload};
 use switchboard_protocol::streams::{Durability, ReadFrom, Retention};
 
-pub(crate) use keys::IdempotencyKeys;
 pub(crate) use table::Readers;
 
 use super::requests::OnDisconnect;
@@ -210,22 +206,8 @@ impl ClientCore {
         let Some(stream) = self.stream_name(op, stream) else {
             return op;
         };
-        let key = match options.idempotency_key {
-            Some(key) => key,
-            None => match self.keys.as_mut() {
-                Some(keys) => keys.next_key(),
-                None => {
-                    // A fixed fallback would give every client the same keys, and the hub would
-                    // answer one client's append with another's record: refuse instead.
-                    let error = ClientError::new(
-                        ErrorCode::InvalidArgument,
-                        "no idempotency key given and the transport set no \
-                         CoreConfig::entropy to make one",
-                    );
-                    self.complete(op, Err(error));
-                    return op;
-                }
-            },
+        let Some(key) = self.idempotency_key(op, options.idempotency_key) else {
+            return op;
         };
         self.submit(now_ms, op, OnDisconnect::Resend, |id| {
             ClientFrame::Append(Append {

@@ -86,7 +86,7 @@ impl ClientCore {
         if self.is_ready() {
             self.send_read(now_ms, reader, false);
         }
-        self.pump();
+        self.pump(now_ms);
         reader
     }
 
@@ -96,7 +96,7 @@ impl ClientCore {
         if let Some(state) = self.readers.get_mut(reader) {
             state.consume(n);
             self.grant_credit(now_ms, reader);
-            self.pump();
+            self.pump(now_ms);
         }
     }
 
@@ -166,7 +166,7 @@ impl ClientCore {
             Some(hub) => self.close_hub_reader(now_ms, hub, Some(op)),
             None => self.complete(op, Ok(None)),
         }
-        self.pump();
+        self.pump(now_ms);
         op
     }
 

@@ -10,9 +10,13 @@
 //! - `streams`: stream requests, appends and their idempotency keys.
 //! - `readers`: records, duplicates, gaps, credit, restoring after a reconnect, reader errors.
 //! - `groups`: assignments, revocations, commits with generations, re-attaching members.
+//! - `queues`: queue requests, enqueue keys, pulls, settles and lease deadlines.
+//! - `consumers`: task routing, re-issuing consumers after a reconnect, prefetch, endings.
 
+mod consumers;
 mod groups;
 mod liveness;
+mod queues;
 mod readers;
 mod reconnect;
 mod session;
