@@ -92,7 +92,7 @@ async fn enqueue_should_return_the_task_id_and_be_resent_with_the_same_key_after
     let ClientFrame::Enqueue(first) = conn.frame().await else {
         panic!("expected enqueue");
     };
-    assert_eq!(first.idempotency_key.as_ref().map(String::len), Some(32));
+    assert_eq!(first.idempotency_key.as_ref().map(String::len), Some(44));
     conn.close(1001).await;
     drop(conn);
 

@@ -115,7 +115,7 @@ async fn append_should_return_its_position_and_be_resent_with_the_same_key_after
         panic!("expected append");
     };
     let key = first.idempotency_key.clone().expect("a generated key");
-    assert_eq!(key.len(), 32);
+    assert_eq!(key.len(), 44);
     conn.close(1001).await;
     drop(conn);
 

@@ -1,5 +1,10 @@
 //! Idempotency keys for appends and enqueues: 128 random bits each, from a generator the
-//! transport seeds with real entropy.
+//! transport seeds with real entropy, behind the wall-clock milliseconds when the transport
+//! gives a wall clock.
+//!
+//! The time prefix makes keys from every client sort roughly by time, so the hub's dedup index
+//! grows at one end instead of taking each new key at a random place: far fewer index pages
+//! change per commit.
 //!
 //! A key only has to be unique among the appends or enqueues the hub remembers (its dedup
 //! window), across every client. Two clients whose generators start from independent 256-bit seeds produce
@@ -47,22 +52,32 @@ impl IdempotencyKeys {
         result
     }
 
-    /// The next key: 128 bits as 32 lowercase hex digits.
-    pub(crate) fn next_key(&mut self) -> String {
+    /// The next key: the wall-clock milliseconds as 12 hex digits (when known), then 128
+    /// random bits as 32 hex digits.
+    pub(crate) fn next_key(&mut self, wall_ms: Option<u64>) -> String {
         let (high, low) = (self.next_u64(), self.next_u64());
-        format!("{high:016x}{low:016x}")
+        match wall_ms {
+            Some(ms) => format!("{:012x}{high:016x}{low:016x}", ms & 0xffff_ffff_ffff),
+            None => format!("{high:016x}{low:016x}"),
+        }
     }
 }
 
 impl ClientCore {
     /// The key a request carries: the caller's, or a fresh one. `None` after failing `op` with
     /// `invalid_argument` when there is neither.
-    pub(crate) fn idempotency_key(&mut self, op: OpId, given: Option<String>) -> Option<String> {
+    pub(crate) fn idempotency_key(
+        &mut self,
+        now_ms: u64,
+        op: OpId,
+        given: Option<String>,
+    ) -> Option<String> {
         if given.is_some() {
             return given;
         }
+        let wall = self.queues.wall(now_ms);
         if let Some(keys) = self.keys.as_mut() {
-            return Some(keys.next_key());
+            return Some(keys.next_key(wall));
         }
         // A fixed fallback would give every client the same keys, and the hub would answer one
         // client's request with another's result: refuse instead.
@@ -86,10 +101,23 @@ mod tests {
         let mut keys = IdempotencyKeys::new([7; 32]);
         let mut seen = HashSet::new();
         for _ in 0..10_000 {
-            let key = keys.next_key();
+            let key = keys.next_key(None);
             assert_eq!(key.len(), 32);
             assert!(key.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
             assert!(seen.insert(key));
+        }
+    }
+
+    #[test]
+    fn keys_with_a_wall_clock_should_sort_by_time() {
+        let mut keys = IdempotencyKeys::new([7; 32]);
+        let mut previous = String::new();
+        for ms in [1_700_000_000_000u64, 1_700_000_000_001, 1_700_000_000_500, 1_800_000_000_000] {
+            let key = keys.next_key(Some(ms));
+            assert_eq!(key.len(), 44);
+            assert!(key.starts_with(&format!("{ms:012x}")));
+            assert!(key > previous, "{key} sorts after {previous}");
+            previous = key;
         }
     }
 
@@ -98,7 +126,7 @@ mod tests {
         let mut a = IdempotencyKeys::new([1; 32]);
         let mut b = IdempotencyKeys::new([2; 32]);
         let mut c = IdempotencyKeys::new([1; 32]);
-        let (ka, kb, kc) = (a.next_key(), b.next_key(), c.next_key());
+        let (ka, kb, kc) = (a.next_key(None), b.next_key(None), c.next_key(None));
         assert_ne!(ka, kb);
         assert_eq!(ka, kc);
     }
@@ -106,6 +134,6 @@ mod tests {
     #[test]
     fn a_zero_seed_should_still_produce_changing_keys() {
         let mut keys = IdempotencyKeys::new([0; 32]);
-        assert_ne!(keys.next_key(), keys.next_key());
+        assert_ne!(keys.next_key(None), keys.next_key(None));
     }
 }

@@ -168,6 +168,11 @@ impl Dispatcher {
             let Some(who) = self.line.pop_front() else { break };
             let want = match who {
                 Who::Pull(id) => match self.pulls.get_mut(&id) {
+                    // The puller is gone (its session ended): lease nothing for it.
+                    Some(p) if p.reply.is_closed() => {
+                        self.pulls.remove(&id);
+                        continue;
+                    }
                     Some(p) => {
                         p.leasing = true;
                         p.max

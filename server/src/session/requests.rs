@@ -9,7 +9,8 @@ use futures_util::future::BoxFuture;
 use switchboard_protocol::codec::{self, Format};
 use switchboard_protocol::names;
 use switchboard_protocol::{
-    ClientFrame, CloseCode, Deliver, ErrorCode, ErrorFrame, Reply, ReplyBody, ServerFrame,
+    ClientFrame, CloseCode, ConsumerClosed, Deliver, ErrorCode, ErrorFrame, Reply, ReplyBody,
+    ServerFrame,
 };
 
 use super::outbox::encode_message;
@@ -91,8 +92,17 @@ impl Session {
                 let flow = self.answer(format, Ok(reply));
                 let started =
                     self.hub.queues.consume(&queue, consumer, prefetch, self.outbox.clone()).await;
-                if started.is_ok() {
-                    self.consumers.insert(consumer, queue);
+                match started {
+                    Ok(()) => {
+                        self.consumers.insert(consumer, queue);
+                    }
+                    Err(error) => {
+                        // The reply is out already: tell the client the consumer ended.
+                        let frame = ServerFrame::ConsumerClosed(ConsumerClosed { consumer, error });
+                        if let Some(message) = encode_message(&frame, self.outbox.format()) {
+                            self.outbox.stream(message);
+                        }
+                    }
                 }
                 flow
             }

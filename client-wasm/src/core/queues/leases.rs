@@ -77,6 +77,12 @@ impl Leases {
         self.offset = Some(i128::from(wall_ms) - i128::from(now_ms));
     }
 
+    /// The wall clock at monotonic `now_ms`, if the transport gave one.
+    pub(crate) fn wall(&self, now_ms: u64) -> Option<u64> {
+        let wall = i128::from(now_ms) + self.offset?;
+        u64::try_from(wall.max(0)).ok()
+    }
+
     /// A wall-clock time on the monotonic clock, if the transport gave a wall clock.
     fn local(&self, wall_ms: u64) -> Option<u64> {
         let local = i128::from(wall_ms) - self.offset?;

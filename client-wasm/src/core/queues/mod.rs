@@ -110,6 +110,11 @@ pub(crate) struct QueueState {
 }
 
 impl QueueState {
+    /// The wall clock at monotonic `now_ms`, if the transport gave one.
+    pub(crate) fn wall(&self, now_ms: u64) -> Option<u64> {
+        self.leases.wall(now_ms)
+    }
+
     pub(crate) fn next_deadline(&self) -> Option<u64> {
         [self.leases.next_deadline(), self.consumers.next_deadline()].into_iter().flatten().min()
     }
@@ -163,7 +168,7 @@ impl ClientCore {
         let Some(queue) = self.queue_name(op, queue) else {
             return op;
         };
-        let Some(key) = self.idempotency_key(op, options.idempotency_key) else {
+        let Some(key) = self.idempotency_key(now_ms, op, options.idempotency_key) else {
             return op;
         };
         self.submit(now_ms, op, OnDisconnect::Resend, |id| {

@@ -206,7 +206,7 @@ impl ClientCore {
         let Some(stream) = self.stream_name(op, stream) else {
             return op;
         };
-        let Some(key) = self.idempotency_key(op, options.idempotency_key) else {
+        let Some(key) = self.idempotency_key(now_ms, op, options.idempotency_key) else {
             return op;
         };
         self.submit(now_ms, op, OnDisconnect::Resend, |id| {

@@ -76,7 +76,7 @@ fn enqueue_should_carry_a_generated_idempotency_key_and_be_resent_with_the_same_
     let first = enqueues(&h.take());
     assert_eq!(first.len(), 1);
     let key = first[0].idempotency_key.clone().expect("a generated key");
-    assert_eq!(key.len(), 32, "128 bits in hex: {key}");
+    assert_eq!(key.len(), 44, "the wall-clock time, then 128 bits, in hex: {key}");
 
     h.reconnect(None, limits());
     let out = h.take();

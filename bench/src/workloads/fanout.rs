@@ -1,0 +1,112 @@
+//! `fanout`: one publisher, N subscribers on one topic; deliveries/s and publish→deliver latency.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::Common;
+use crate::hub::Hub;
+use crate::report::{Latency, Outcome, histogram};
+
+/// Options of the fanout workload.
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// Subscribers, one session each.
+    #[arg(long, default_value_t = 1000)]
+    pub subscribers: usize,
+    /// Payload size in bytes.
+    #[arg(long, default_value_t = 128)]
+    pub size: usize,
+    /// Publishes the publisher keeps in flight.
+    #[arg(long, default_value_t = 64)]
+    pub window: usize,
+    /// How long to publish.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+}
+
+/// Runs the workload.
+pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let hub = Hub::start(common, &[])?;
+    let base = Instant::now();
+    let delivered = Arc::new(AtomicU64::new(0));
+    let publishing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut subscribers = Vec::new();
+    for _ in 0..o.subscribers {
+        let client = super::clients(&hub.url, 1).await?.remove(0);
+        let mut sub =
+            client.subscribe("bench.fanout").await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let delivered = delivered.clone();
+        let publishing = publishing.clone();
+        subscribers.push(tokio::spawn(async move {
+            let _client = client;
+            let mut h = histogram();
+            loop {
+                let next = tokio::time::timeout(Duration::from_millis(500), sub.next()).await;
+                match next {
+                    Ok(Some(m)) => {
+                        let sent = u64::from_be_bytes(m.data[..8].try_into().unwrap_or([0; 8]));
+                        let now = base.elapsed().as_nanos() as u64;
+                        h.record(now.saturating_sub(sent) / 1000).ok();
+                        delivered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(None) => break,
+                    Err(_) if !publishing.load(Ordering::Relaxed) => break,
+                    Err(_) => {}
+                }
+            }
+            (h, sub.missed())
+        }));
+    }
+    let publisher = super::clients(&hub.url, 1).await?.remove(0);
+    let start = Instant::now();
+    let until = start + Duration::from_secs_f64(o.seconds);
+    let mut published = 0u64;
+    let mut window = futures_util::stream::FuturesUnordered::new();
+    use futures_util::StreamExt;
+    while Instant::now() < until {
+        while window.len() < o.window {
+            let mut data = super::payload(o.size.max(8));
+            data[..8].copy_from_slice(&(base.elapsed().as_nanos() as u64).to_be_bytes());
+            let p = publisher.clone();
+            window.push(async move { p.publish("bench.fanout", data, Default::default()).await });
+            published += 1;
+        }
+        if let Some(r) = window.next().await {
+            r.map_err(|e| anyhow::anyhow!("publish: {e:?}"))?;
+        }
+    }
+    while let Some(r) = window.next().await {
+        r.map_err(|e| anyhow::anyhow!("publish: {e:?}"))?;
+    }
+    let publish_seconds = start.elapsed().as_secs_f64();
+    // Let deliveries drain, then stop the subscribers.
+    let expected = published * o.subscribers as u64;
+    let drain_until = Instant::now() + Duration::from_secs(30);
+    while delivered.load(Ordering::Relaxed) < expected && Instant::now() < drain_until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    publishing.store(false, Ordering::Relaxed);
+    let mut all = histogram();
+    let mut missed = 0;
+    for s in subscribers {
+        let (h, m) = s.await?;
+        all.add(h).ok();
+        missed += m;
+    }
+    Ok(Outcome {
+        workload: "fanout",
+        unit: "deliveries",
+        count: delivered.load(Ordering::Relaxed),
+        seconds,
+        latency: Some(Latency::of(&all)),
+        details: json!({
+            "subscribers": o.subscribers, "size": o.size, "window": o.window, "published": published,
+            "publish_seconds": (publish_seconds * 100.0).round() / 100.0, "missed": missed,
+        }),
+    })
+}
