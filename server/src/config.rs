@@ -191,6 +191,11 @@ impl Config {
                 "queue_lease_ms, queue_backoff_ms and queue_max_batch must not be 0 or empty",
             );
         }
+        if self.queue_max_lease_ms < self.queue_lease_ms || self.queue_max_length == 0 {
+            return bad(
+                "queue_max_lease_ms must be at least queue_lease_ms, and queue_max_length above 0",
+            );
+        }
         let defaults = self.streams().defaults;
         if let Err(e) = crate::streams::validate_options(&defaults) {
             return Err(ConfigError::Invalid(format!("stream defaults: {}", e.message)));

@@ -324,3 +324,62 @@ async fn bad_queue_requests_should_get_typed_errors_and_change_nothing() {
     );
     assert_eq!(q.list().await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_task_redriven_in_place_should_rejoin_its_key_line_in_order() {
+    let h = Harness::new().await;
+    let options = QueueOptions {
+        ordered_by_key: Some(true),
+        dead_letter: Some(String::new()),
+        max_attempts: Some(1),
+        ..Default::default()
+    };
+    h.queues().create("lines", &options).await.unwrap();
+    for d in ["first", "second"] {
+        h.queues()
+            .enqueue("lines", NewTask { key: Some("k".into()), ..task(d) }, None)
+            .await
+            .unwrap();
+    }
+    let head = pull(&h, "lines", 10).await.remove(0);
+    settle(&h, &head, Settlement::Nack { delay_ms: None, reason: Some("bad".into()) })
+        .await
+        .unwrap();
+    // Dead in place: the next task of the key goes ahead.
+    let second = pull(&h, "lines", 10).await;
+    assert_eq!(data(&second), vec!["second"]);
+    assert_eq!(h.queues().redrive("lines", vec![head.id], false).await.unwrap(), 1);
+    assert!(pull(&h, "lines", 10).await.is_empty(), "it waits for the key's leased task");
+    settle(&h, &second[0], Settlement::Ack).await.unwrap();
+    assert_eq!(data(&pull(&h, "lines", 10).await), vec!["first"]);
+}
+
+#[tokio::test]
+async fn acking_a_task_that_was_dead_lettered_should_answer_lease_expired() {
+    let h = Harness::new().await;
+    h.queues().enqueue("acks", task("t"), None).await.unwrap();
+    let t = pull(&h, "acks", 1).await.remove(0);
+    settle(&h, &t, Settlement::Reject { reason: "no".into() }).await.unwrap();
+    let err = settle(&h, &t, Settlement::Ack).await.unwrap_err();
+    assert_eq!(code(&err), ErrorCode::LeaseExpired);
+}
+
+#[tokio::test]
+async fn a_redrive_that_does_not_fit_should_move_nothing() {
+    let h = Harness::new().await;
+    h.queues()
+        .create("tight", &QueueOptions { max_length: Some(2), ..Default::default() })
+        .await
+        .unwrap();
+    for d in ["a", "b"] {
+        h.queues().enqueue("tight", task(d), None).await.unwrap();
+    }
+    for t in pull(&h, "tight", 2).await {
+        settle(&h, &t, Settlement::Reject { reason: "r".into() }).await.unwrap();
+    }
+    h.queues().enqueue("tight", task("c"), None).await.unwrap();
+    let err = h.queues().redrive("tight.dlq", Vec::new(), true).await.unwrap_err();
+    assert_eq!(code(&err), ErrorCode::QueueFull);
+    assert_eq!(h.queues().stats("tight.dlq").await.unwrap().available, 2, "nothing moved");
+    assert_eq!(h.queues().stats("tight").await.unwrap().available, 1);
+}

@@ -237,15 +237,28 @@ impl Dispatcher {
                         self.line.push_front(Who::Pull(id));
                     }
                     outcome => {
-                        let _ = pull.reply.send(outcome);
+                        if let Err(Ok(tasks)) = pull.reply.send(outcome) {
+                            // The puller went away while its lease was committed.
+                            self.release(tasks);
+                        }
                     }
                 }
             }
             Who::Consumer(id) => {
-                let Some(c) = self.consumers.get_mut(&id) else { return };
+                let Some(c) = self.consumers.get_mut(&id) else {
+                    // The consumer stopped while its lease was committed.
+                    if let Ok(tasks) = tasks {
+                        self.release(tasks);
+                    }
+                    return;
+                };
                 c.leasing = false;
                 let Ok(tasks) = tasks else {
                     tracing::warn!(queue = %self.queue, consumer = id, "lease for a consumer failed");
+                    if !c.in_line {
+                        c.in_line = true;
+                        self.line.push_back(Who::Consumer(id));
+                    }
                     return;
                 };
                 c.outstanding += tasks.len() as u32;
@@ -261,6 +274,22 @@ impl Dispatcher {
                     self.line.push_back(Who::Consumer(id));
                 }
             }
+        }
+    }
+
+    /// Hands back tasks leased for a waiter that is gone, without counting a failure.
+    fn release(&mut self, tasks: Vec<Task>) {
+        for task in tasks {
+            let op = WriteOp::Settle {
+                queue: self.queue.clone(),
+                task: task.id,
+                lease: task.lease,
+                how: crate::storage::queues::Settlement::Release,
+            };
+            let writer = self.writer.clone();
+            tokio::spawn(async move {
+                let _ = writer.submit(op).await;
+            });
         }
     }
 

@@ -163,7 +163,16 @@ impl Engine {
                 Some(d.clone())
             }
             None if is_dlq => None,
-            None => Some(format!("{name}{DLQ_SUFFIX}")),
+            None => {
+                let dlq = format!("{name}{DLQ_SUFFIX}");
+                names::validate_resource("queue", &dlq).map_err(|_| {
+                    error(
+                        ErrorCode::InvalidName,
+                        format!("queue name {name} leaves no room for its dead-letter queue {dlq}; name one with dead_letter"),
+                    )
+                })?;
+                Some(dlq)
+            }
         };
         let info = QueueInfo {
             queue: name.to_owned(),
@@ -380,7 +389,13 @@ impl Engine {
         if ids.is_empty() != all {
             return Err(error(ErrorCode::InvalidArgument, "give ids or all, exactly one"));
         }
-        match self.writer.submit(WriteOp::Redrive { queue: name.to_owned(), ids, all }).await? {
+        // Origins that were deleted meanwhile come back with the default options.
+        let template = self.info_for("redriven", &QueueOptions::default())?;
+        match self
+            .writer
+            .submit(WriteOp::Redrive { queue: name.to_owned(), ids, all, template })
+            .await?
+        {
             WriteResult::Count(n) => Ok(n),
             other => Err(unexpected(other)),
         }

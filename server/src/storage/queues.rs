@@ -82,7 +82,14 @@ struct QueueState {
     redeliveries: u64,
     /// Acks per second over the last seconds: (second, count).
     acks: VecDeque<(u64, u64)>,
+    /// The latest acks (task, lease), so a repeated ack answers ok. Bounded and in memory:
+    /// after a restart, or [`RECENT_ACKS`] acks later, a repeat answers `lease_expired`.
+    recently_acked: std::collections::HashSet<(u64, u64)>,
+    recent_order: VecDeque<(u64, u64)>,
 }
+
+/// How many acks per queue are remembered for idempotent repeats.
+pub const RECENT_ACKS: usize = 65_536;
 
 /// A task to enqueue.
 #[derive(Debug, Clone, Default)]
@@ -171,6 +178,8 @@ impl QueuesState {
                 keys: HashMap::new(),
                 redeliveries: 0,
                 acks: VecDeque::new(),
+                recently_acked: Default::default(),
+                recent_order: VecDeque::new(),
             };
             for t in tasks.range((id, 0)..=(id, u64::MAX))? {
                 let (key, value) = t?;
@@ -273,6 +282,8 @@ impl QueuesState {
                 keys: HashMap::new(),
                 redeliveries: 0,
                 acks: VecDeque::new(),
+                recently_acked: Default::default(),
+                recent_order: VecDeque::new(),
             },
         );
         Ok(info)
@@ -413,10 +424,13 @@ impl QueuesState {
         let q = self.queue(name)?;
         let qid = q.meta.id;
         let Some(m) = q.tasks.get(&task) else {
+            // A repeated ack of the same lease must not fail; any other settle of a task that
+            // left the queue (acked under another lease, dead-lettered) finds no valid lease.
             return match how {
-                // Acking a task that is gone is a no-op: a repeated ack must not fail.
-                Settlement::Ack => Ok(None),
-                _ => Err(OpError::NotFound(format!("no task {task} in queue {name}"))),
+                Settlement::Ack if q.recently_acked.contains(&(task, lease)) => Ok(None),
+                _ => {
+                    Err(OpError::LeaseExpired(format!("task {task} is no longer in queue {name}")))
+                }
             };
         };
         let (deadline, since) = match m.row.phase {
@@ -443,6 +457,7 @@ impl QueuesState {
             Settlement::Ack => {
                 let q = self.queue(name)?;
                 q.remove(t, task)?;
+                q.remember_ack(task, lease);
                 let second = now / 1000;
                 match q.acks.back_mut() {
                     Some((s, n)) if *s == second => *n += 1,
@@ -637,7 +652,10 @@ impl QueuesState {
         Ok(done)
     }
 
-    /// Moves dead tasks of `name` back to the queues they failed in.
+    /// Moves dead tasks of `name` back to the queues they failed in (tasks kept dead in place
+    /// become available again). An unknown origin queue is created from `template`, with
+    /// `name` as its dead-letter queue. Checks every target has room first, so a redrive either
+    /// moves everything it picked or nothing.
     #[allow(clippy::too_many_arguments)]
     pub fn redrive(
         &mut self,
@@ -646,32 +664,60 @@ impl QueuesState {
         name: &str,
         ids: &[u64],
         all: bool,
+        template: &QueueInfo,
         now: u64,
         changes: &mut Changes,
     ) -> Result<u64, OpError> {
         let q = self.queue(name)?;
-        let chosen: Vec<u64> = if all {
-            let mut v: Vec<u64> = q
-                .tasks
-                .iter()
-                .filter(|(_, m)| m.row.dead_letter.is_some() || m.row.phase == Phase::Dead)
-                .map(|(id, _)| *id)
-                .collect();
+        let candidates: Vec<u64> = if all {
+            let mut v: Vec<u64> = q.tasks.keys().copied().collect();
             v.sort_unstable();
             v
         } else {
             ids.to_vec()
         };
-        let mut moved = 0;
-        for id in chosen {
-            let q = self.queue(name)?;
-            let qid = q.meta.id;
-            let info = q.meta.info.clone();
+        // (task, origin queue or None for in place)
+        let mut picked: Vec<(u64, Option<String>)> = Vec::new();
+        for id in candidates {
             let Some(m) = q.tasks.get(&id) else { continue };
             if matches!(m.row.phase, Phase::Leased { .. }) {
                 continue;
             }
-            if m.row.phase == Phase::Dead {
+            match (&m.row.dead_letter, m.row.phase) {
+                (Some(history), _) => picked.push((id, Some(history.queue.clone()))),
+                (None, Phase::Dead) => picked.push((id, None)),
+                _ => {}
+            }
+        }
+        let mut incoming: HashMap<String, u64> = HashMap::new();
+        for (_, origin) in &picked {
+            if let Some(origin) = origin {
+                *incoming.entry(origin.clone()).or_default() += 1;
+            }
+        }
+        for (origin, count) in &incoming {
+            let (held, max) = match self.by_name.get(origin) {
+                Some(o) => (o.tasks.len() as u64, o.meta.info.max_length),
+                None => (0, template.max_length),
+            };
+            if held + count > max {
+                return Err(OpError::Full(format!(
+                    "queue {origin} has no room for {count} redriven tasks"
+                )));
+            }
+        }
+        let mut moved = 0;
+        for (id, origin) in picked {
+            let q = self.queue(name)?;
+            let qid = q.meta.id;
+            let ordered = q.meta.info.ordered_by_key;
+            let Some(m) = q.tasks.get(&id) else { continue };
+            let Some(origin) = origin else {
+                // Dead in place: back in its key's line (in order) and available.
+                let key = m.row.key.clone();
+                if ordered && let Some(k) = key {
+                    q.keys.entry(k).or_default().insert(id);
+                }
                 if let Some(m) = q.tasks.get_mut(&id) {
                     m.row.failures = 0;
                     m.row.reason = None;
@@ -680,8 +726,7 @@ impl QueuesState {
                 changes.touched.insert(qid);
                 moved += 1;
                 continue;
-            }
-            let Some(history) = m.row.dead_letter.clone() else { continue };
+            };
             let task = NewTask {
                 data: m.body.data.clone(),
                 headers: m.body.headers.clone(),
@@ -694,12 +739,16 @@ impl QueuesState {
                 t.task_due.remove((at, qid, id))?;
                 self.due.remove(&(at, qid, id));
             }
-            if !self.exists(&history.queue) {
-                let mut origin = default_like(&info, &history.queue, now);
-                origin.dead_letter = Some(name.to_owned());
-                self.create(t, next_id, origin, false)?;
+            if !self.exists(&origin) {
+                let info = QueueInfo {
+                    queue: origin.clone(),
+                    dead_letter: Some(name.to_owned()),
+                    created: now,
+                    ..template.clone()
+                };
+                self.create(t, next_id, info, false)?;
             }
-            self.enqueue(t, &history.queue, task, None, now, changes)?;
+            self.enqueue(t, &origin, task, None, now, changes)?;
             let q = self.queue(name)?;
             q.remove(t, id)?;
             changes.touched.insert(qid);
@@ -755,7 +804,7 @@ impl QueuesState {
         }
         let second = now / 1000;
         let recent: u64 =
-            q.acks.iter().filter(|(s, _)| *s + 5 > second && *s < second).map(|(_, n)| n).sum();
+            q.acks.iter().filter(|(s, _)| *s + 5 >= second && *s < second).map(|(_, n)| n).sum();
         Ok(QueueStats {
             queue: name.to_owned(),
             scheduled,
@@ -785,13 +834,33 @@ impl QueuesState {
 }
 
 impl QueueState {
+    fn remember_ack(&mut self, task: u64, lease: u64) {
+        if self.recently_acked.insert((task, lease)) {
+            self.recent_order.push_back((task, lease));
+        }
+        while self.recent_order.len() > RECENT_ACKS {
+            if let Some(old) = self.recent_order.pop_front() {
+                self.recently_acked.remove(&old);
+            }
+        }
+    }
+
     fn eligible(&self, task: u64) -> bool {
         let Some(m) = self.tasks.get(&task) else { return false };
         if m.row.phase != Phase::Available {
             return false;
         }
         match (&m.row.key, self.meta.info.ordered_by_key) {
-            (Some(k), true) => self.keys.get(k).and_then(|s| s.first()) == Some(&task),
+            // The first of its key's line, and no task of the key leased (a redriven task
+            // rejoins the line ahead of one that may be leased already).
+            (Some(k), true) => self.keys.get(k).is_some_and(|line| {
+                line.first() == Some(&task)
+                    && !line.iter().any(|t| {
+                        self.tasks
+                            .get(t)
+                            .is_some_and(|m| matches!(m.row.phase, Phase::Leased { .. }))
+                    })
+            }),
             _ => true,
         }
     }
@@ -881,8 +950,4 @@ pub fn dead_letter_queue_info(name: &str, origin: &QueueInfo, now: u64) -> Queue
         created: now,
         ..origin.clone()
     }
-}
-
-fn default_like(info: &QueueInfo, name: &str, now: u64) -> QueueInfo {
-    QueueInfo { queue: name.to_owned(), created: now, ..info.clone() }
 }

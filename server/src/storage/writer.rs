@@ -94,10 +94,12 @@ pub enum WriteOp {
         lease: u64,
         how: Settlement,
     },
+    /// Redrives dead tasks; origin queues that no longer exist are created from `template`.
     Redrive {
         queue: String,
         ids: Vec<u64>,
         all: bool,
+        template: QueueInfo,
     },
     QueueStats {
         queue: String,
@@ -487,9 +489,9 @@ impl WriterThread {
             WriteOp::Settle { queue, task, lease, how } => queues
                 .settle(t, next_id, queue, *task, *lease, how.clone(), now, changes)
                 .map(WriteResult::Deadline),
-            WriteOp::Redrive { queue, ids, all } => {
-                queues.redrive(t, next_id, queue, ids, *all, now, changes).map(WriteResult::Count)
-            }
+            WriteOp::Redrive { queue, ids, all, template } => queues
+                .redrive(t, next_id, queue, ids, *all, template, now, changes)
+                .map(WriteResult::Count),
             WriteOp::QueueStats { queue } => queues.stats(queue, now).map(WriteResult::Stats),
             WriteOp::ListQueues => Ok(WriteResult::Queues(queues.infos())),
             WriteOp::DeleteQueue { name } => {

@@ -101,7 +101,7 @@ impl Groups {
         let current = group
             .members
             .get(member)
-            .is_some_and(|m| m.ctl.as_ref().is_none_or(|c| c.same_channel(ctl)));
+            .is_some_and(|m| m.ctl.as_ref().is_some_and(|c| c.same_channel(ctl)));
         if !current || group.members.remove(member).is_none() {
             return Vec::new();
         }

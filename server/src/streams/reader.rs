@@ -101,7 +101,7 @@ struct ReaderTask {
     credit: u64,
     cursors: BTreeMap<u32, Cursor>,
     /// Partition and offset of each record sent and not yet acknowledged, oldest first.
-    delivered: VecDeque<(u32, u64)>,
+    delivered: VecDeque<(u32, u64, u64)>,
     group: Option<Membership>,
     /// Partition to serve first next time, for fairness.
     turn: u32,
@@ -225,8 +225,11 @@ impl ReaderTask {
     async fn acknowledge(&mut self, n: usize) {
         let n = n.min(self.delivered.len());
         let mut upto: BTreeMap<u32, u64> = BTreeMap::new();
-        for (p, offset) in self.delivered.drain(..n) {
-            upto.insert(p, offset + 1);
+        for (p, offset, generation) in self.delivered.drain(..n) {
+            // Only records delivered under the partition's current assignment may be committed.
+            if self.cursors.get(&p).is_some_and(|c| c.generation == generation) {
+                upto.insert(p, offset + 1);
+            }
         }
         let Some(group) = &self.group else { return };
         if !group.auto_commit {
@@ -327,8 +330,9 @@ impl ReaderTask {
         if !self.outbox.stream(message) {
             return Ok(false);
         }
+        let generation = self.cursors.get(&partition).map_or(0, |c| c.generation);
         for (offset, _) in &records {
-            self.delivered.push_back((partition, *offset));
+            self.delivered.push_back((partition, *offset, generation));
         }
         self.credit -= count as u64;
         if let Some(cursor) = self.cursors.get_mut(&partition) {
