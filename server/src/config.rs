@@ -65,7 +65,8 @@ pub struct Config {
     pub stream_retention: Retention,
     /// Durability of a stream created by its first append.
     pub stream_durability: Durability,
-    /// Largest record (data, key and headers), in bytes.
+    /// Largest stream record or queue task (data, key and headers), in bytes; also capped by
+    /// `max_frame_bytes`.
     pub max_record_bytes: u32,
     /// Most credit a stream reader may hold; larger grants are capped.
     pub max_reader_credit: u32,
@@ -182,8 +183,8 @@ impl Config {
         if self.stream_partitions == 0 || self.stream_partitions > crate::streams::MAX_PARTITIONS {
             return bad("stream_partitions must be between 1 and 1024");
         }
-        if self.max_record_bytes == 0 || self.max_record_bytes > self.max_frame_bytes {
-            return bad("max_record_bytes must be above 0 and at most max_frame_bytes");
+        if self.max_record_bytes == 0 {
+            return bad("max_record_bytes must be above 0");
         }
         if self.queue_lease_ms == 0 || self.queue_backoff_ms.is_empty() || self.queue_max_batch == 0
         {
@@ -218,6 +219,12 @@ impl Config {
         }
     }
 
+    /// The largest record or task body: `max_record_bytes`, but never more than a frame can
+    /// carry.
+    pub fn record_limit(&self) -> usize {
+        self.max_record_bytes.min(self.max_frame_bytes) as usize
+    }
+
     /// The stream engine's settings.
     pub fn streams(&self) -> crate::streams::StreamsConfig {
         crate::streams::StreamsConfig {
@@ -226,7 +233,7 @@ impl Config {
                 retention: self.stream_retention,
                 durability: self.stream_durability,
             },
-            max_record_bytes: self.max_record_bytes as usize,
+            max_record_bytes: self.record_limit(),
             max_reader_credit: u64::from(self.max_reader_credit),
             dedup_window_ms: self.dedup_window_ms,
             group_session_timeout_ms: self.group_session_timeout_ms,
@@ -244,7 +251,7 @@ impl Config {
             backoff_ms: self.queue_backoff_ms.clone(),
             dedup_window_ms: self.dedup_window_ms,
             max_length: self.queue_max_length,
-            max_task_bytes: self.max_record_bytes as usize,
+            max_task_bytes: self.record_limit(),
             max_batch: self.queue_max_batch,
         }
     }

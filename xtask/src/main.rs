@@ -31,6 +31,68 @@ const TEST_STEPS: &[Step] = &[
     Step::cargo("format", &["fmt", "--all", "--check"]),
     Step::cargo("lint", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
     Step::cargo("tests", &["test", "--workspace"]),
+    // A few seconds of each benchmark workload at tiny sizes, so the load generator cannot rot.
+    // Its numbers are not checked: timings belong in docs/benchmarks.md.
+    Step::cargo("bench build", &["build", "-p", "switchboard-server", "-p", "switchboard-bench"]),
+    Step::cargo(
+        "bench smoke: append",
+        &[
+            "run",
+            "-q",
+            "-p",
+            "switchboard-bench",
+            "--",
+            "append",
+            "--seconds",
+            "1",
+            "--producers",
+            "16",
+            "--connections",
+            "2",
+            "--partitions",
+            "2",
+        ],
+    ),
+    Step::cargo(
+        "bench smoke: queue",
+        &[
+            "run",
+            "-q",
+            "-p",
+            "switchboard-bench",
+            "--",
+            "queue",
+            "--seconds",
+            "1",
+            "--producers",
+            "16",
+            "--workers",
+            "2",
+        ],
+    ),
+    Step::cargo(
+        "bench smoke: replay",
+        &["run", "-q", "-p", "switchboard-bench", "--", "replay", "--records", "2000"],
+    ),
+    Step::cargo(
+        "bench smoke: fanout",
+        &[
+            "run",
+            "-q",
+            "-p",
+            "switchboard-bench",
+            "--",
+            "fanout",
+            "--subscribers",
+            "20",
+            "--seconds",
+            "1",
+        ],
+    ),
+    Step::cargo(
+        "bench smoke: connections",
+        &["run", "-q", "-p", "switchboard-bench", "--", "connections", "--sessions", "200"],
+    ),
 ];
 
 /// The tools [`TEST_STEPS`] need.
@@ -280,16 +342,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn test_steps_should_run_fmt_then_clippy_then_tests() {
+    fn test_steps_should_run_fmt_then_clippy_then_tests_then_the_bench_smoke_runs() {
         let lines: Vec<String> = TEST_STEPS.iter().map(|s| describe(&s.command())).collect();
         assert_eq!(
-            lines,
+            lines[..3],
             [
                 "cargo fmt --all --check",
                 "cargo clippy --workspace --all-targets -- -D warnings",
                 "cargo test --workspace",
             ]
         );
+        let workloads = ["append", "queue", "replay", "fanout", "connections"];
+        for (line, workload) in lines[4..].iter().zip(workloads) {
+            assert!(line.contains(&format!("switchboard-bench -- {workload} ")), "{line}");
+        }
+        assert_eq!(lines.len(), 4 + workloads.len());
     }
 
     #[test]
