@@ -171,16 +171,7 @@ impl QueuesState {
             let (_, value) = row?;
             let meta: QueueMeta = decode(value.value())?;
             let id = meta.id;
-            let mut q = QueueState {
-                meta,
-                tasks: HashMap::new(),
-                ready: BTreeSet::new(),
-                keys: HashMap::new(),
-                redeliveries: 0,
-                acks: VecDeque::new(),
-                recently_acked: Default::default(),
-                recent_order: VecDeque::new(),
-            };
+            let mut q = QueueState::new(meta);
             for t in tasks.range((id, 0)..=(id, u64::MAX))? {
                 let (key, value) = t?;
                 let task = key.value().1;
@@ -273,19 +264,7 @@ impl QueuesState {
         let name = meta.info.queue.clone();
         self.names.insert(meta.id, name.clone());
         let info = meta.info.clone();
-        self.by_name.insert(
-            name,
-            QueueState {
-                meta,
-                tasks: HashMap::new(),
-                ready: BTreeSet::new(),
-                keys: HashMap::new(),
-                redeliveries: 0,
-                acks: VecDeque::new(),
-                recently_acked: Default::default(),
-                recent_order: VecDeque::new(),
-            },
-        );
+        self.by_name.insert(name, QueueState::new(meta));
         Ok(info)
     }
 
@@ -834,6 +813,19 @@ impl QueuesState {
 }
 
 impl QueueState {
+    fn new(meta: QueueMeta) -> QueueState {
+        QueueState {
+            meta,
+            tasks: HashMap::new(),
+            ready: BTreeSet::new(),
+            keys: HashMap::new(),
+            redeliveries: 0,
+            acks: VecDeque::new(),
+            recently_acked: Default::default(),
+            recent_order: VecDeque::new(),
+        }
+    }
+
     fn remember_ack(&mut self, task: u64, lease: u64) {
         if self.recently_acked.insert((task, lease)) {
             self.recent_order.push_back((task, lease));
