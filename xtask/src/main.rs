@@ -3,6 +3,7 @@
 //! - `cargo xtask run [-- ARGS]` builds the hub in release mode and runs `switchboard serve ARGS`.
 //! - `cargo xtask test` checks the toolchain, then runs every check CI gates a landing on, in
 //!   order, stopping at the first failure.
+//! - `cargo xtask wasm` builds the browser client's npm package in `client-wasm/pkg/`.
 //!
 //! Every command runs from the workspace root, wherever it was started. To add a check, add a
 //! line to [`TEST_STEPS`]; to add a tool the checks need, add a line to [`TOOLS`].
@@ -23,6 +24,8 @@ Commands:
                   workspace root)
   test            Check the toolchain, then run fmt, clippy and the tests, stopping at the
                   first failure
+  wasm            Build the npm package `switchboard-client` in client-wasm/pkg/ (installs
+                  the wasm32 target, wasm-bindgen-cli and binaryen's wasm-opt if missing)
   help            Show this text
 ";
 
@@ -33,7 +36,10 @@ const TEST_STEPS: &[Step] = &[
     Step::cargo("tests", &["test", "--workspace"]),
     // A few seconds of each benchmark workload at tiny sizes, so the load generator cannot rot.
     // Its numbers are not checked: timings belong in docs/benchmarks.md.
-    Step::cargo("bench build", &["build", "-p", "switchboard-server", "-p", "switchboard-bench"]),
+    // Built one package at a time: built together, features unify differently from `cargo run`
+    // and the runs below would build everything again.
+    Step::cargo("hub build", &["build", "-p", "switchboard-server"]),
+    Step::cargo("bench build", &["build", "-p", "switchboard-bench"]),
     Step::cargo(
         "bench smoke: append",
         &[
@@ -109,6 +115,7 @@ fn main() -> ExitCode {
     let outcome = match command.as_ref().and_then(|c| c.to_str()) {
         Some("run") => run(rest),
         Some("test") => test(),
+        Some("wasm") => wasm::build(),
         None | Some("help" | "-h" | "--help") => {
             print!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -337,6 +344,217 @@ fn exit_code(status: std::process::ExitStatus) -> ExitCode {
     }
 }
 
+/// `cargo xtask wasm`: the browser client as an npm package.
+mod wasm {
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, ExitCode, Stdio};
+
+    use anyhow::{Context, Result, bail};
+
+    use super::{cargo, describe, workspace_root};
+
+    /// Must equal the `wasm-bindgen` pin in client-wasm/Cargo.toml: the CLI refuses a module
+    /// made by another version of the library.
+    pub(super) const WASM_BINDGEN_VERSION: &str = "0.2.130";
+    /// The npm `binaryen` whose wasm-opt is used. Debian's binaryen (108) writes modules that
+    /// fail to load; this one is known to work (see ../shared/TOOLCHAIN.md).
+    const BINARYEN: &str = "binaryen@132.0.0";
+    const TARGET: &str = "wasm32-unknown-unknown";
+    const PROFILE: &str = "wasm-release";
+    /// The file stem wasm-bindgen gives the glue, the types and the module.
+    const NAME: &str = "switchboard_client";
+    /// Features the Rust toolchain enables for wasm32 by default; wasm-opt must accept them.
+    const WASM_FEATURES: &[&str] = &[
+        "--enable-bulk-memory",
+        "--enable-nontrapping-float-to-int",
+        "--enable-sign-ext",
+        "--enable-reference-types",
+        "--enable-multivalue",
+        "--enable-mutable-globals",
+    ];
+
+    pub(super) fn build() -> Result<ExitCode> {
+        let root = workspace_root();
+        ensure_target()?;
+        let bindgen = ensure_wasm_bindgen()?;
+        let wasm_opt = ensure_wasm_opt(&root)?;
+
+        let mut build = cargo();
+        build
+            .args(["build", "-p", "switchboard-client", "--lib", "--target", TARGET])
+            .args(["--profile", PROFILE, "--no-default-features", "--features", "wasm"])
+            .current_dir(&root);
+        run(build)?;
+        let module = root.join("target").join(TARGET).join(PROFILE).join(format!("{NAME}.wasm"));
+
+        let pkg = root.join("client-wasm").join("pkg");
+        if pkg.exists() {
+            std::fs::remove_dir_all(&pkg)
+                .with_context(|| format!("cannot empty {}", pkg.display()))?;
+        }
+        let mut bind = Command::new(&bindgen);
+        bind.args(["--target", "web", "--out-name", NAME, "--out-dir"])
+            .arg(&pkg)
+            .arg(&module)
+            .current_dir(&root);
+        run(bind)?;
+
+        let bg = pkg.join(format!("{NAME}_bg.wasm"));
+        let mut opt = Command::new(&wasm_opt);
+        opt.arg("-Oz").args(WASM_FEATURES).arg(&bg).arg("-o").arg(&bg).current_dir(&root);
+        run(opt)?;
+
+        std::fs::write(pkg.join("package.json"), package_json(env!("CARGO_PKG_VERSION")))
+            .context("cannot write package.json")?;
+
+        let glue = pkg.join(format!("{NAME}.js"));
+        let (raw_wasm, gz_wasm) = (file_size(&bg)?, gzipped_size(&bg)?);
+        let (raw_js, gz_js) = (file_size(&glue)?, gzipped_size(&glue)?);
+        println!();
+        println!("xtask wasm: built {}", pkg.display());
+        println!("  {NAME}_bg.wasm  {raw_wasm:>8} B  {gz_wasm:>7} B gzipped");
+        println!("  {NAME}.js       {raw_js:>8} B  {gz_js:>7} B gzipped");
+        println!(
+            "  .wasm + JS glue  {:>7} B  {:>7} B gzipped ({:.1} KB)",
+            raw_wasm + raw_js,
+            gz_wasm + gz_js,
+            (gz_wasm + gz_js) as f64 / 1024.0
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// The package manifest: an ES module with its types, for browsers and Node ≥ 20.
+    pub(super) fn package_json(version: &str) -> String {
+        format!(
+            r#"{{
+  "name": "switchboard-client",
+  "version": "{version}",
+  "description": "Browser and Node client for the Switchboard messaging hub: topics, streams and queues",
+  "license": "MIT OR Apache-2.0",
+  "type": "module",
+  "main": "./{NAME}.js",
+  "module": "./{NAME}.js",
+  "types": "./{NAME}.d.ts",
+  "exports": {{
+    ".": {{
+      "types": "./{NAME}.d.ts",
+      "default": "./{NAME}.js"
+    }},
+    "./{NAME}_bg.wasm": "./{NAME}_bg.wasm"
+  }},
+  "files": [
+    "{NAME}.js",
+    "{NAME}.d.ts",
+    "{NAME}_bg.wasm",
+    "{NAME}_bg.wasm.d.ts"
+  ],
+  "sideEffects": false,
+  "engines": {{
+    "node": ">=20"
+  }}
+}}
+"#
+        )
+    }
+
+    /// Adds the wasm32 target with rustup when it is missing.
+    fn ensure_target() -> Result<()> {
+        let installed = Command::new("rustup")
+            .args(["target", "list", "--installed"])
+            .output()
+            .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).lines().any(|l| l == TARGET));
+        if installed {
+            return Ok(());
+        }
+        let mut add = Command::new("rustup");
+        add.args(["target", "add", TARGET]);
+        run(add).with_context(|| {
+            format!("the {TARGET} target is missing; install it with `rustup target add {TARGET}`")
+        })
+    }
+
+    /// The wasm-bindgen CLI of [`WASM_BINDGEN_VERSION`], installed with cargo when missing.
+    fn ensure_wasm_bindgen() -> Result<PathBuf> {
+        let wanted = format!("wasm-bindgen {WASM_BINDGEN_VERSION}");
+        let version = || {
+            Command::new("wasm-bindgen")
+                .arg("--version")
+                .output()
+                .ok()
+                .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        };
+        match version() {
+            Some(v) if v == wanted => return Ok(PathBuf::from("wasm-bindgen")),
+            Some(v) => println!("xtask: found {v}, need {wanted}"),
+            None => println!("xtask: wasm-bindgen not found"),
+        }
+        // Not --locked: its lock file wants crates the registry mirror may lack.
+        let mut install = cargo();
+        install.args(["install", "wasm-bindgen-cli", "--version", WASM_BINDGEN_VERSION]);
+        run(install).context(format!(
+            "cannot install {wanted}; install it with              `cargo install wasm-bindgen-cli --version {WASM_BINDGEN_VERSION}`"
+        ))?;
+        match version() {
+            Some(v) if v == wanted => Ok(PathBuf::from("wasm-bindgen")),
+            other => bail!(
+                "after installing, `wasm-bindgen --version` says {other:?}; is ~/.cargo/bin \
+                 first on PATH?"
+            ),
+        }
+    }
+
+    /// binaryen's wasm-opt from npm, installed into target/wasm-tools when missing.
+    fn ensure_wasm_opt(root: &Path) -> Result<PathBuf> {
+        let dir = root.join("target").join("wasm-tools");
+        let wasm_opt = dir.join("node_modules").join(".bin").join("wasm-opt");
+        if wasm_opt.exists() {
+            return Ok(wasm_opt);
+        }
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut install = Command::new("npm");
+        install.args(["install", "--no-save", "--no-audit", "--no-fund", "--prefix"]).arg(&dir);
+        install.arg(BINARYEN);
+        run(install).context(format!(
+            "cannot install wasm-opt; it needs Node.js and npm (`npm install {BINARYEN}`)"
+        ))?;
+        if !wasm_opt.exists() {
+            bail!("npm installed {BINARYEN} but {} is missing", wasm_opt.display());
+        }
+        Ok(wasm_opt)
+    }
+
+    fn run(mut command: Command) -> Result<()> {
+        println!("xtask: {}", describe(&command));
+        let status =
+            command.status().with_context(|| format!("cannot start {}", describe(&command)))?;
+        if !status.success() {
+            bail!("`{}` failed ({status})", describe(&command));
+        }
+        Ok(())
+    }
+
+    fn file_size(path: &Path) -> Result<u64> {
+        Ok(std::fs::metadata(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .len())
+    }
+
+    /// The size of `path` after `gzip -9`, as a web server would send it.
+    fn gzipped_size(path: &Path) -> Result<u64> {
+        let out = Command::new("gzip")
+            .args(["-9", "-c"])
+            .arg(path)
+            .stderr(Stdio::inherit())
+            .output()
+            .context("cannot run gzip to measure the package")?;
+        if !out.status.success() {
+            bail!("gzip failed on {}", path.display());
+        }
+        Ok(out.stdout.len() as u64)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,10 +571,31 @@ mod tests {
             ]
         );
         let workloads = ["append", "queue", "replay", "fanout", "connections"];
-        for (line, workload) in lines[4..].iter().zip(workloads) {
+        for (line, workload) in lines[5..].iter().zip(workloads) {
             assert!(line.contains(&format!("switchboard-bench -- {workload} ")), "{line}");
         }
-        assert_eq!(lines.len(), 4 + workloads.len());
+        assert_eq!(lines.len(), 5 + workloads.len());
+    }
+
+    #[test]
+    fn wasm_bindgen_cli_version_should_equal_the_library_pin() {
+        let manifest = std::fs::read_to_string(workspace_root().join("client-wasm/Cargo.toml"))
+            .unwrap_or_default();
+        let pin = format!("wasm-bindgen = {{ version = \"={}\"", wasm::WASM_BINDGEN_VERSION);
+        assert!(manifest.contains(&pin), "client-wasm/Cargo.toml should pin {pin}");
+    }
+
+    #[test]
+    fn package_json_should_name_an_es_module_with_types() {
+        let json = wasm::package_json("1.2.3");
+        for field in [
+            r#""name": "switchboard-client""#,
+            r#""version": "1.2.3""#,
+            r#""type": "module""#,
+            r#""types": "./switchboard_client.d.ts""#,
+        ] {
+            assert!(json.contains(field), "{field} missing from {json}");
+        }
     }
 
     #[test]
