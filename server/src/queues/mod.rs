@@ -1,7 +1,7 @@
 //! Work queues: each task goes to one consumer under a lease; ack removes it; nack, release and
 //! lease expiry bring it back (with backoff); too many failures dead-letter it.
 //!
-//! Every state change goes through the storage writer (see `storage/queues.rs`, which holds the
+//! Every state change goes through the storage writer (see `storage/queues/`, which holds the
 //! state machine) and is answered after its commit. This module validates requests and runs
 //! one [`dispatch`]er task per queue in use, which serves waiting pulls and push consumers in
 //! turn (round-robin) from what the writer reports as available.
