@@ -11,8 +11,10 @@
 //!   [`connect`], [`Client`], [`Subscription`], [`Reader`], [`Consumer`], [`TaskHandle`],
 //!   [`ClientOptions`] — one driver task per client running the core.
 //!
-//! A browser binding drives the same core over a web-sys `WebSocket`; see [`core`] for the
-//! contract a transport follows.
+//! - `wasm` (feature `wasm`, wasm32 only): the `#[wasm_bindgen]` browser binding, driving the
+//!   core over a web-sys `WebSocket`; built into an npm package by `cargo xtask wasm`.
+//!
+//! See [`core`] for the contract a transport follows.
 
 pub mod core;
 
@@ -37,3 +39,9 @@ mod native;
 
 #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
 pub use native::{Client, ClientOptions, Consumer, Reader, Subscription, TaskHandle, connect};
+
+#[cfg(all(feature = "wasm", target_arch = "wasm32"))]
+mod wasm;
+
+#[cfg(all(feature = "wasm", target_arch = "wasm32"))]
+pub use wasm::{Client, Subscription, TopicMessage};

@@ -1,0 +1,92 @@
+// Smoke check of the built package in Node 20: connect to a running hub, subscribe, publish,
+// append and enqueue, then close. Prints what it saw; exits non-zero on the first failure.
+//
+//   cargo xtask wasm
+//   (cd client-wasm/js && npm install)
+//   node client-wasm/js/smoke.mjs ws://127.0.0.1:PORT/ws
+
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import WebSocket from "ws";
+
+// Node 20 has no global WebSocket; the package uses whatever is there.
+globalThis.WebSocket = WebSocket;
+
+const pkg = new URL("../pkg/", import.meta.url);
+const { default: init, Client } = await import(new URL("switchboard_client.js", pkg));
+// Node's fetch cannot read file: URLs, so hand init() the module's bytes.
+await init({ module_or_path: await readFile(new URL("switchboard_client_bg.wasm", pkg)) });
+
+const url = process.argv[2];
+if (!url) {
+  console.error("usage: node smoke.mjs ws://HOST:PORT/ws");
+  process.exit(2);
+}
+
+const withTimeout = (promise, ms, what) =>
+  Promise.race([
+    promise,
+    new Promise((_, reject) => setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms)),
+  ]);
+
+const client = new Client(url, { reconnect: true, minDelayMs: 100, maxDelayMs: 1000 });
+const states = [];
+client.onState((state) => states.push(state));
+client.onError((err) => console.log("onError:", err.code, err.name, err.message));
+
+await withTimeout(client.connect(), 5000, "connect");
+console.log("connected; states so far:", states.join(" -> "));
+
+const received = [];
+let gotAll;
+const all = new Promise((resolve) => (gotAll = resolve));
+const sub = await client.subscribe("prices.*", (msg) => {
+  received.push({ topic: msg.topic, text: msg.text(), json: msg.json(), headers: msg.headers });
+  if (received.length === 2) gotAll();
+});
+console.log("subscribed to", sub.pattern);
+
+const first = await client.publish("prices.btc", JSON.stringify({ price: 1 }), { headers: { unit: "usd" } });
+const second = await client.publish("prices.eth", new TextEncoder().encode("2"));
+console.log("published; receivers:", first.receivers, second.receivers);
+await withTimeout(all, 5000, "delivery");
+console.log("received:", JSON.stringify(received));
+assert.deepEqual(received.map((m) => m.topic), ["prices.btc", "prices.eth"]);
+assert.deepEqual(received[0].json, { price: 1 });
+assert.equal(received[0].headers.unit, "usd");
+assert.equal(received[1].text, "2");
+
+await sub.unsubscribe();
+await client.publish("prices.btc", "after unsubscribe");
+await new Promise((resolve) => setTimeout(resolve, 200));
+assert.equal(received.length, 2, "a message arrived after unsubscribe");
+console.log("unsubscribed; nothing more delivered");
+
+const appended = await client.append("orders", "order 1", { key: "customer-7" });
+const appended2 = await client.append("orders", "order 2", { key: "customer-7" });
+console.log("appended:", JSON.stringify(appended), JSON.stringify(appended2));
+assert.equal(appended2.partition, appended.partition);
+assert.equal(appended2.offset, appended.offset + 1);
+
+const enqueued = await client.enqueue("emails", JSON.stringify({ to: "a@example.com" }), { priority: 5 });
+console.log("enqueued:", JSON.stringify(enqueued));
+assert.equal(typeof enqueued.id, "number");
+
+try {
+  await client.publish("bad topic!", "x");
+  assert.fail("an invalid topic was accepted");
+} catch (err) {
+  console.log("invalid topic rejected:", err instanceof Error, err.code, err.name, err.message);
+  assert.equal(err.name, "invalid_name");
+}
+
+await client.close();
+console.log("closed; states:", states.join(" -> "));
+assert.equal(states.at(-1), "closed");
+try {
+  await client.publish("prices.btc", "x");
+  assert.fail("publish after close succeeded");
+} catch (err) {
+  console.log("publish after close rejected:", err.code, err.name);
+}
+console.log("smoke: ok");
