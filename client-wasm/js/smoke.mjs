@@ -1,5 +1,5 @@
 // Smoke check of the built package in Node 20: connect to a running hub, subscribe, publish,
-// append and enqueue, then close. Prints what it saw; exits non-zero on the first failure.
+// append, enqueue, pull and settle, then close. Prints what it saw; exits non-zero on the first failure.
 //
 //   cargo xtask wasm
 //   (cd client-wasm/js && npm install)
@@ -71,6 +71,22 @@ assert.equal(appended2.offset, appended.offset + 1);
 const enqueued = await client.enqueue("emails", JSON.stringify({ to: "a@example.com" }), { priority: 5 });
 console.log("enqueued:", JSON.stringify(enqueued));
 assert.equal(typeof enqueued.id, "number");
+
+const [task] = await client.pull("emails", { max: 1, waitMs: 1000 });
+console.log("pulled:", JSON.stringify({ id: task.id, queue: task.queue, attempt: task.attempt,
+  priority: task.priority, json: task.json(), headers: task.headers }));
+assert.equal(task.id, enqueued.id);
+assert.equal(task.json().to, "a@example.com");
+const extended = await task.extend(60000);
+console.log("extended; deadline in", extended.deadline - Date.now(), "ms");
+await task.nack({ delayMs: 0, reason: "smoke" });
+const [again] = await client.pull("emails", { max: 1, waitMs: 1000 });
+assert.equal(again.id, task.id);
+assert.equal(again.attempt, task.attempt + 1);
+await again.ack();
+const none = await client.pull("emails", { max: 5, waitMs: 100 });
+console.log("nacked, pulled again (attempt", again.attempt + "), acked; queue now gives", none.length, "tasks");
+assert.equal(none.length, 0);
 
 try {
   await client.publish("bad topic!", "x");

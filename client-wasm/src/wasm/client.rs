@@ -7,7 +7,7 @@ use super::convert;
 use super::driver::{Answer, Call, Deferred, Driver, Shared, pump_with};
 use super::platform::{entropy, js_error, monotonic_ms, wall_clock_ms};
 use crate::core::{self, ClientError, CoreConfig, SubId};
-use crate::{AppendOptions, EnqueueOptions};
+use crate::{AppendOptions, EnqueueOptions, PullOptions};
 
 /// A connection to a hub: `new Client(url, { token?, reconnect?, minDelayMs?, maxDelayMs? })`.
 #[wasm_bindgen]
@@ -94,6 +94,14 @@ impl Client {
             })
         })
     }
+
+    /// Leases up to `max` tasks of `queue`, waiting up to `waitMs` for the first, with
+    /// `{ max?: 1, waitMs?: 30000 }`. Resolves with an array of `Task`s, possibly empty.
+    pub fn pull(&self, queue: String, options: JsValue) -> Promise {
+        self.run(pull_options(&options), |driver, deferred, options| {
+            driver.request(deferred, Answer::Tasks, |core, now| core.pull(now, &queue, options))
+        })
+    }
 }
 
 impl Client {
@@ -108,7 +116,8 @@ impl Client {
     }
 }
 
-fn run<T>(
+/// See [`Client::run`].
+pub(crate) fn run<T>(
     shared: &Shared,
     input: Result<T, ClientError>,
     call: impl FnOnce(&mut Driver, Deferred, T) -> Vec<Call>,
@@ -249,5 +258,14 @@ fn enqueue_options(options: &JsValue) -> Result<EnqueueOptions, ClientError> {
         priority: convert::whole(options, "priority", 9)?.map(|p| p as u8),
         headers: convert::headers(options)?,
         idempotency_key: convert::string(options, "idempotencyKey")?,
+    })
+}
+
+fn pull_options(options: &JsValue) -> Result<PullOptions, ClientError> {
+    let defaults = PullOptions::default();
+    Ok(PullOptions {
+        max: convert::whole(options, "max", u64::from(u32::MAX))?
+            .map_or(defaults.max, |max| max as u32),
+        wait_ms: convert::whole(options, "waitMs", convert::MAX_SAFE)?.unwrap_or(defaults.wait_ms),
     })
 }

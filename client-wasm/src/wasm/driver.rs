@@ -18,6 +18,7 @@ use super::client::TopicMessage;
 use super::convert;
 use super::platform::{Timer, js_error, monotonic_ms, wall_clock_ms};
 use super::socket::{Socket, SocketEvent};
+use super::tasks::LeasedTask;
 use crate::core::{
     ClientCore, ClientError, ClientNotice, Completion, ConnectionState, CoreConfig, OpId, Output,
     SubId,
@@ -66,6 +67,10 @@ pub(crate) enum Answer {
     Appended,
     /// `{ id }`.
     Enqueued,
+    /// An array of `Task` objects.
+    Tasks,
+    /// `{ deadline }`.
+    Extended,
 }
 
 struct Waiter {
@@ -375,6 +380,16 @@ impl Driver {
             }
             (Answer::Enqueued, Some(ReplyBody::Enqueued { task })) => {
                 convert::object(&[("id", JsValue::from(task as f64))])
+            }
+            (Answer::Tasks, Some(ReplyBody::Tasks { tasks })) => {
+                let shared = self.myself.upgrade()?;
+                let leased = tasks
+                    .into_iter()
+                    .map(|task| JsValue::from(LeasedTask::new(Rc::clone(&shared), task)));
+                js_sys::Array::from_iter(leased).into()
+            }
+            (Answer::Extended, Some(ReplyBody::Extended { deadline })) => {
+                convert::object(&[("deadline", JsValue::from(deadline as f64))])
             }
             (Answer::Subscribed, _) => {
                 let shared = self.myself.upgrade()?;

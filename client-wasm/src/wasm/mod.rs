@@ -7,6 +7,7 @@
 //!   their methods.
 //! - `driver`: the one `Driver` per client that owns the core, feeds it socket events and timer
 //!   ticks, and carries out its outputs; JS callbacks run only after it has let go of its state.
+//! - `tasks`: the `Task` class for tasks leased by `client.pull`, and its settles.
 //! - `socket`: a `WebSocket` set to `arraybuffer` whose listeners are unhooked on drop.
 //! - `platform`: clocks, timers, entropy and the error objects JS sees.
 //! - `convert`: reading option objects and payloads that JS passes in.
@@ -16,5 +17,7 @@ mod convert;
 mod driver;
 mod platform;
 mod socket;
+mod tasks;
 
 pub use client::{Client, Subscription, TopicMessage};
+pub use tasks::LeasedTask;
