@@ -1,5 +1,5 @@
 // Smoke check of the built package in Node 20: connect to a running hub, subscribe, publish,
-// append, enqueue, pull and settle, then close. Prints what it saw; exits non-zero on the first failure.
+// append and read, enqueue, pull and settle, then close. Prints what it saw; exits non-zero on the first failure.
 //
 //   cargo xtask wasm
 //   (cd client-wasm/js && npm install)
@@ -28,6 +28,11 @@ const withTimeout = (promise, ms, what) =>
     promise,
     new Promise((_, reject) => setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms)),
   ]);
+
+// Fresh names, so the script can run again against the same hub.
+const run = Date.now().toString(36);
+const stream = `orders-${run}`;
+const queue = `emails-${run}`;
 
 const client = new Client(url, { reconnect: true, minDelayMs: 100, maxDelayMs: 1000 });
 const states = [];
@@ -62,17 +67,39 @@ await new Promise((resolve) => setTimeout(resolve, 200));
 assert.equal(received.length, 2, "a message arrived after unsubscribe");
 console.log("unsubscribed; nothing more delivered");
 
-const appended = await client.append("orders", "order 1", { key: "customer-7" });
-const appended2 = await client.append("orders", "order 2", { key: "customer-7" });
+const appended = await client.append(stream, "order 1", { key: "customer-7" });
+const appended2 = await client.append(stream, "order 2", { key: "customer-7" });
 console.log("appended:", JSON.stringify(appended), JSON.stringify(appended2));
 assert.equal(appended2.partition, appended.partition);
 assert.equal(appended2.offset, appended.offset + 1);
 
-const enqueued = await client.enqueue("emails", JSON.stringify({ to: "a@example.com" }), { priority: 5 });
+const records = [];
+let gotThree;
+const three = new Promise((resolve) => (gotThree = resolve));
+let inHandler = 0;
+const reader = await client.read(stream, { from: "earliest" }, async (rec) => {
+  inHandler += 1;
+  assert.equal(inHandler, 1, "a record reached the handler before the previous one's promise settled");
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  records.push({ partition: rec.partition, offset: rec.offset, key: rec.key, text: rec.text() });
+  inHandler -= 1;
+  if (records.length === 3) gotThree();
+});
+await client.append(stream, "order 3", { key: "customer-7" });
+await withTimeout(three, 5000, "records");
+console.log("read:", JSON.stringify(records));
+assert.deepEqual(records.map((r) => r.text), ["order 1", "order 2", "order 3"]);
+assert.deepEqual(records.map((r) => r.offset), [appended.offset, appended.offset + 1, appended.offset + 2]);
+await new Promise((resolve) => setTimeout(resolve, 50));
+console.log("reader position:", JSON.stringify(reader.position()));
+assert.equal(reader.position()[appended.partition], appended.offset + 3);
+await reader.close();
+
+const enqueued = await client.enqueue(queue, JSON.stringify({ to: "a@example.com" }), { priority: 5 });
 console.log("enqueued:", JSON.stringify(enqueued));
 assert.equal(typeof enqueued.id, "number");
 
-const [task] = await client.pull("emails", { max: 1, waitMs: 1000 });
+const [task] = await client.pull(queue, { max: 1, waitMs: 1000 });
 console.log("pulled:", JSON.stringify({ id: task.id, queue: task.queue, attempt: task.attempt,
   priority: task.priority, json: task.json(), headers: task.headers }));
 assert.equal(task.id, enqueued.id);
@@ -80,11 +107,11 @@ assert.equal(task.json().to, "a@example.com");
 const extended = await task.extend(60000);
 console.log("extended; deadline in", extended.deadline - Date.now(), "ms");
 await task.nack({ delayMs: 0, reason: "smoke" });
-const [again] = await client.pull("emails", { max: 1, waitMs: 1000 });
+const [again] = await client.pull(queue, { max: 1, waitMs: 1000 });
 assert.equal(again.id, task.id);
 assert.equal(again.attempt, task.attempt + 1);
 await again.ack();
-const none = await client.pull("emails", { max: 5, waitMs: 100 });
+const none = await client.pull(queue, { max: 5, waitMs: 100 });
 console.log("nacked, pulled again (attempt", again.attempt + "), acked; queue now gives", none.length, "tasks");
 assert.equal(none.length, 0);
 

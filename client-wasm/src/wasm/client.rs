@@ -6,6 +6,7 @@ use wasm_bindgen::prelude::*;
 use super::convert;
 use super::driver::{Answer, Call, Deferred, Driver, Shared, pump_with};
 use super::platform::{entropy, js_error, monotonic_ms, wall_clock_ms};
+use super::readers::read_options;
 use crate::core::{self, ClientError, CoreConfig, SubId};
 use crate::{AppendOptions, EnqueueOptions, PullOptions};
 
@@ -92,6 +93,15 @@ impl Client {
             driver.request(deferred, Answer::Enqueued, |core, now| {
                 core.enqueue(now, &queue, data, options)
             })
+        })
+    }
+
+    /// Reads `stream` from `{ from?, group?, autoCommit? }`; `handler` receives each `Record`
+    /// in order and may return a promise, which the next record waits for. Resolves with a
+    /// `Reader`.
+    pub fn read(&self, stream: String, options: JsValue, handler: Function) -> Promise {
+        self.run(read_options(&options), |driver, deferred, options| {
+            driver.read(deferred, stream, options, handler)
         })
     }
 

@@ -17,11 +17,12 @@ use wasm_bindgen::prelude::*;
 use super::client::TopicMessage;
 use super::convert;
 use super::platform::{Timer, js_error, monotonic_ms, wall_clock_ms};
+use super::readers::{self, RecordSink, StreamReader};
 use super::socket::{Socket, SocketEvent};
 use super::tasks::LeasedTask;
 use crate::core::{
     ClientCore, ClientError, ClientNotice, Completion, ConnectionState, CoreConfig, OpId, Output,
-    SubId,
+    ReaderId, SubId,
 };
 use switchboard_protocol::ErrorCode;
 
@@ -46,11 +47,11 @@ impl Deferred {
     }
 
     pub(crate) fn resolve(self, value: JsValue) -> Call {
-        Call { function: self.resolve, argument: value }
+        Call::Js { function: self.resolve, argument: value }
     }
 
     pub(crate) fn reject(self, error: &ClientError) -> Call {
-        Call { function: self.reject, argument: js_error(error) }
+        Call::Js { function: self.reject, argument: js_error(error) }
     }
 }
 
@@ -63,6 +64,8 @@ pub(crate) enum Answer {
     Published,
     /// The `Subscription` object for this operation.
     Subscribed,
+    /// The `Reader` object for this operation.
+    Reading,
     /// `{ partition, offset, timestamp }`.
     Appended,
     /// `{ id }`.
@@ -73,23 +76,30 @@ pub(crate) enum Answer {
     Extended,
 }
 
-struct Waiter {
-    answer: Answer,
-    deferred: Deferred,
-    /// For `subscribe`: the pattern, for the `Subscription` object.
-    pattern: Option<String>,
+pub(super) struct Waiter {
+    pub(super) answer: Answer,
+    pub(super) deferred: Deferred,
+    /// For `subscribe` the pattern, for `read` the stream: for the object the promise gets.
+    pub(super) name: Option<String>,
 }
 
-/// A JS function to call with one argument once the driver is no longer borrowed.
-pub(crate) struct Call {
-    function: Function,
-    argument: JsValue,
+/// JS to run once the driver is no longer borrowed.
+pub(crate) enum Call {
+    /// Call a function with one argument.
+    Js { function: Function, argument: JsValue },
+    /// Hand a reader's buffered records to its handler.
+    Records(ReaderId),
 }
 
 impl Call {
-    fn run(self) {
-        // A throwing handler is the application's bug; it must not stop other deliveries.
-        let _ = self.function.call1(&JsValue::UNDEFINED, &self.argument);
+    fn run(self, shared: &Shared) {
+        match self {
+            // A throwing handler is the application's bug; it must not stop other deliveries.
+            Call::Js { function, argument } => {
+                let _ = function.call1(&JsValue::UNDEFINED, &argument);
+            }
+            Call::Records(reader) => readers::deliver(shared, reader),
+        }
     }
 }
 
@@ -97,14 +107,15 @@ pub(crate) struct Driver {
     url: String,
     config: CoreConfig,
     /// `None` until `connect()`.
-    core: Option<ClientCore>,
+    pub(super) core: Option<ClientCore>,
     /// The monotonic clock's reading when the core was created: the core's time zero.
     start: f64,
     socket: Option<Socket>,
     timer: Option<Timer>,
     tick: Option<Closure<dyn FnMut()>>,
-    waiters: HashMap<OpId, Waiter>,
+    pub(super) waiters: HashMap<OpId, Waiter>,
     handlers: HashMap<SubId, Function>,
+    pub(super) readers: HashMap<ReaderId, RecordSink>,
     on_state: Option<Function>,
     on_error: Option<Function>,
     connecting: Vec<Deferred>,
@@ -124,6 +135,7 @@ impl Driver {
             tick: None,
             waiters: HashMap::new(),
             handlers: HashMap::new(),
+            readers: HashMap::new(),
             on_state: None,
             on_error: None,
             connecting: Vec::new(),
@@ -148,7 +160,7 @@ impl Driver {
         shared
     }
 
-    fn now(&self) -> u64 {
+    pub(super) fn now(&self) -> u64 {
         (monotonic_ms() - self.start).max(0.0) as u64
     }
 
@@ -183,7 +195,7 @@ impl Driver {
         // The core starts in `connecting` without announcing it; the application hears it here.
         self.on_state
             .clone()
-            .map(|function| Call {
+            .map(|function| Call::Js {
                 function,
                 argument: JsValue::from_str(ConnectionState::Connecting.as_str()),
             })
@@ -217,7 +229,7 @@ impl Driver {
             return vec![deferred.reject(&error)];
         };
         let op = command(core, now);
-        self.waiters.insert(op, Waiter { answer, deferred, pattern: None });
+        self.waiters.insert(op, Waiter { answer, deferred, name: None });
         Vec::new()
     }
 
@@ -236,7 +248,7 @@ impl Driver {
         };
         let sub = core.subscribe(now, &pattern);
         self.handlers.insert(sub, handler);
-        let waiter = Waiter { answer: Answer::Subscribed, deferred, pattern: Some(pattern) };
+        let waiter = Waiter { answer: Answer::Subscribed, deferred, name: Some(pattern) };
         self.waiters.insert(sub, waiter);
         Vec::new()
     }
@@ -312,7 +324,7 @@ impl Driver {
                 Output::Deliver { sub, message } => {
                     if let Some(handler) = self.handlers.get(&sub) {
                         let argument = JsValue::from(TopicMessage::from(message));
-                        calls.push(Call { function: handler.clone(), argument });
+                        calls.push(Call::Js { function: handler.clone(), argument });
                     }
                 }
                 // Counted by the core (`missed`); not yet surfaced to JS.
@@ -321,8 +333,9 @@ impl Driver {
                     self.handlers.remove(&sub);
                     calls.extend(error.and_then(|e| self.error_call(&e)));
                 }
-                // Readers and consumers are not exposed yet, so the core never makes them.
-                Output::Reader { .. } | Output::Consumer { .. } => {}
+                Output::Reader { reader, event } => calls.extend(self.on_reader(reader, event)),
+                // Push consumers (`work`) are not exposed yet, so the core never makes them.
+                Output::Consumer { .. } => {}
                 Output::State(state) => calls.extend(self.on_state(state)),
                 Output::Notice(ClientNotice::Error(error)) => {
                     calls.extend(self.error_call(&error));
@@ -361,8 +374,10 @@ impl Driver {
         let body = match result {
             Ok(body) => body,
             Err(error) => {
-                if matches!(waiter.answer, Answer::Subscribed) {
-                    self.handlers.remove(&op);
+                match waiter.answer {
+                    Answer::Subscribed => drop(self.handlers.remove(&op)),
+                    Answer::Reading => drop(self.readers.remove(&op)),
+                    _ => {}
                 }
                 return Some(waiter.deferred.reject(&error));
             }
@@ -391,9 +406,14 @@ impl Driver {
             (Answer::Extended, Some(ReplyBody::Extended { deadline })) => {
                 convert::object(&[("deadline", JsValue::from(deadline as f64))])
             }
+            (Answer::Reading, _) => {
+                let shared = self.myself.upgrade()?;
+                let stream = waiter.name.unwrap_or_default();
+                JsValue::from(StreamReader::new(shared, op, stream))
+            }
             (Answer::Subscribed, _) => {
                 let shared = self.myself.upgrade()?;
-                let pattern = waiter.pattern.unwrap_or_default();
+                let pattern = waiter.name.unwrap_or_default();
                 JsValue::from(super::client::Subscription::new(shared, op, pattern))
             }
             _ => JsValue::UNDEFINED,
@@ -405,7 +425,7 @@ impl Driver {
         let mut calls = Vec::new();
         if let Some(handler) = &self.on_state {
             let argument = JsValue::from_str(state.as_str());
-            calls.push(Call { function: handler.clone(), argument });
+            calls.push(Call::Js { function: handler.clone(), argument });
         }
         match state {
             ConnectionState::Connected => {
@@ -417,15 +437,16 @@ impl Driver {
                 calls.extend(self.closing.drain(..).map(|d| d.resolve(JsValue::UNDEFINED)));
                 self.timer = None;
                 self.handlers.clear();
+                self.readers.clear();
             }
             ConnectionState::Connecting | ConnectionState::Reconnecting => {}
         }
         calls
     }
 
-    fn error_call(&self, error: &ClientError) -> Option<Call> {
+    pub(super) fn error_call(&self, error: &ClientError) -> Option<Call> {
         let function = self.on_error.clone()?;
-        Some(Call { function, argument: js_error(error) })
+        Some(Call::Js { function, argument: js_error(error) })
     }
 
     /// Arms the timer for the core's next deadline.
@@ -454,7 +475,7 @@ impl Drop for Driver {
 /// Runs `calls`, then carries out the core's outputs and runs the JS calls they need until
 /// nothing is left, then arms the timer.
 pub(crate) fn pump_with(shared: &Shared, calls: Vec<Call>) {
-    calls.into_iter().for_each(Call::run);
+    calls.into_iter().for_each(|call| call.run(shared));
     pump(shared);
 }
 
@@ -470,7 +491,7 @@ pub(crate) fn pump(shared: &Shared) {
         if calls.is_empty() {
             break;
         }
-        calls.into_iter().for_each(Call::run);
+        calls.into_iter().for_each(|call| call.run(shared));
     }
     if let Ok(mut driver) = shared.try_borrow_mut() {
         driver.schedule();

@@ -7,6 +7,8 @@
 //!   their methods.
 //! - `driver`: the one `Driver` per client that owns the core, feeds it socket events and timer
 //!   ticks, and carries out its outputs; JS callbacks run only after it has let go of its state.
+//! - `readers`: the `Reader` and `Record` classes for `client.read`, and handing records to
+//!   the application one at a time.
 //! - `tasks`: the `Task` class for tasks leased by `client.pull`, and its settles.
 //! - `socket`: a `WebSocket` set to `arraybuffer` whose listeners are unhooked on drop.
 //! - `platform`: clocks, timers, entropy and the error objects JS sees.
@@ -16,8 +18,10 @@ mod client;
 mod convert;
 mod driver;
 mod platform;
+mod readers;
 mod socket;
 mod tasks;
 
 pub use client::{Client, Subscription, TopicMessage};
+pub use readers::{ReaderRecord, StreamReader};
 pub use tasks::LeasedTask;
