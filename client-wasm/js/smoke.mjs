@@ -1,5 +1,5 @@
 // Smoke check of the built package in Node 20: connect to a running hub, subscribe, publish,
-// append and read, enqueue, pull and settle, then close. Prints what it saw; exits non-zero on the first failure.
+// append and read, enqueue, pull and settle, work, then close. Prints what it saw; exits non-zero on the first failure.
 //
 //   cargo xtask wasm
 //   (cd client-wasm/js && npm install)
@@ -114,6 +114,26 @@ await again.ack();
 const none = await client.pull(queue, { max: 5, waitMs: 100 });
 console.log("nacked, pulled again (attempt", again.attempt + "), acked; queue now gives", none.length, "tasks");
 assert.equal(none.length, 0);
+
+const jobs = `jobs-${run}`;
+await client.enqueue(jobs, "ok");
+await client.enqueue(jobs, "fail once");
+const seen = [];
+let workDone;
+const worked = new Promise((resolve) => (workDone = resolve));
+const worker = client.work(jobs, { concurrency: 2 }, async (t) => {
+  seen.push(`${t.text()}#${t.attempt}`);
+  if (seen.length === 3) workDone();
+  if (t.text() === "fail once" && t.attempt === 1) throw new Error("try again");
+});
+await withTimeout(worked, 10000, "worker");
+await worker.stop();
+console.log("worker saw:", seen.join(", "));
+assert.deepEqual([...seen].sort(), ["fail once#1", "fail once#2", "ok#1"]);
+await new Promise((resolve) => setTimeout(resolve, 100));
+const left = await client.pull(jobs, { max: 5, waitMs: 100 });
+console.log("left in the queue after the worker:", left.length);
+assert.equal(left.length, 0);
 
 try {
   await client.publish("bad topic!", "x");

@@ -44,4 +44,6 @@ pub use native::{Client, ClientOptions, Consumer, Reader, Subscription, TaskHand
 mod wasm;
 
 #[cfg(all(feature = "wasm", target_arch = "wasm32"))]
-pub use wasm::{Client, LeasedTask, ReaderRecord, StreamReader, Subscription, TopicMessage};
+pub use wasm::{
+    Client, LeasedTask, QueueWorker, ReaderRecord, StreamReader, Subscription, TopicMessage,
+};

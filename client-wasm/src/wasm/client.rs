@@ -1,5 +1,7 @@
 //! The classes JS sees: `Client`, `Subscription` and `Message` (`TopicMessage` in Rust), with the names of issue 5's API.
 
+use std::rc::Rc;
+
 use js_sys::{Function, Object, Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
 
@@ -7,6 +9,7 @@ use super::convert;
 use super::driver::{Answer, Call, Deferred, Driver, Shared, pump_with};
 use super::platform::{entropy, js_error, monotonic_ms, wall_clock_ms};
 use super::readers::read_options;
+use super::workers::QueueWorker;
 use crate::core::{self, ClientError, CoreConfig, SubId};
 use crate::{AppendOptions, EnqueueOptions, PullOptions};
 
@@ -105,6 +108,38 @@ impl Client {
         })
     }
 
+    /// Works on `queue` with `{ concurrency?: 1 }`: `handler` receives each `Task`; the task
+    /// is acked when the handler returns or its promise resolves, and nacked with the error's
+    /// message when it throws or its promise rejects. Failures of the worker itself (the queue
+    /// was deleted, the hub refused it) go to `onError`.
+    ///
+    /// # Errors
+    /// Throws `invalid_argument` for a bad `concurrency` and `disconnected` before
+    /// `connect()`.
+    pub fn work(
+        &self,
+        queue: String,
+        options: JsValue,
+        handler: Function,
+    ) -> Result<QueueWorker, JsValue> {
+        let concurrency = convert::whole(&options, "concurrency", u64::from(u32::MAX))
+            .map_err(|e| js_error(&e))?
+            .map_or(1, |c| c as u32);
+        let worker = {
+            let mut driver = self.driver.try_borrow_mut().map_err(|_| busy())?;
+            if !driver.is_started() {
+                let error = ClientError::new(
+                    switchboard_protocol::ErrorCode::Disconnected,
+                    "call connect() first",
+                );
+                return Err(js_error(&error));
+            }
+            driver.work(&queue, concurrency, handler)
+        };
+        pump_with(&self.driver, Vec::new());
+        Ok(QueueWorker::new(Rc::clone(&self.driver), worker, queue))
+    }
+
     /// Leases up to `max` tasks of `queue`, waiting up to `waitMs` for the first, with
     /// `{ max?: 1, waitMs?: 30000 }`. Resolves with an array of `Task`s, possibly empty.
     pub fn pull(&self, queue: String, options: JsValue) -> Promise {
@@ -138,14 +173,19 @@ pub(crate) fn run<T>(
         Ok(input) => match shared.try_borrow_mut() {
             Ok(mut driver) => call(&mut driver, deferred, input),
             // Unreachable from JS: the driver is only borrowed while no JS runs.
-            Err(_) => vec![deferred.reject(&ClientError::new(
-                switchboard_protocol::ErrorCode::Internal,
-                "the client is busy",
-            ))],
+            Err(_) => vec![deferred.reject(&busy_error())],
         },
     };
     pump_with(shared, calls);
     promise
+}
+
+fn busy_error() -> ClientError {
+    ClientError::new(switchboard_protocol::ErrorCode::Internal, "the client is busy")
+}
+
+fn busy() -> JsValue {
+    js_error(&busy_error())
 }
 
 /// One topic subscription, from `client.subscribe`.

@@ -10,18 +10,18 @@ use std::rc::{Rc, Weak};
 
 use js_sys::{Function, Promise};
 use switchboard_protocol::Format;
-use switchboard_protocol::frame::ReplyBody;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
 use super::client::TopicMessage;
 use super::convert;
 use super::platform::{Timer, js_error, monotonic_ms, wall_clock_ms};
-use super::readers::{self, RecordSink, StreamReader};
+use super::readers::{self, RecordSink};
 use super::socket::{Socket, SocketEvent};
-use super::tasks::LeasedTask;
+use super::workers;
+use crate::Task;
 use crate::core::{
-    ClientCore, ClientError, ClientNotice, Completion, ConnectionState, CoreConfig, OpId, Output,
+    ClientCore, ClientError, ClientNotice, ConnectionState, ConsumerId, CoreConfig, OpId, Output,
     ReaderId, SubId,
 };
 use switchboard_protocol::ErrorCode;
@@ -72,13 +72,17 @@ pub(crate) enum Answer {
     Enqueued,
     /// An array of `Task` objects.
     Tasks,
+    /// Nothing: the `consume` behind a worker; a failure ends the worker.
+    Working,
     /// `{ deadline }`.
     Extended,
 }
 
 pub(super) struct Waiter {
     pub(super) answer: Answer,
-    pub(super) deferred: Deferred,
+    /// `None` for operations no promise waits for (a worker's settles): their failures go to
+    /// `onError`.
+    pub(super) deferred: Option<Deferred>,
     /// For `subscribe` the pattern, for `read` the stream: for the object the promise gets.
     pub(super) name: Option<String>,
 }
@@ -89,6 +93,8 @@ pub(crate) enum Call {
     Js { function: Function, argument: JsValue },
     /// Hand a reader's buffered records to its handler.
     Records(ReaderId),
+    /// Hand a leased task to a worker's handler.
+    Task(ConsumerId, Task),
 }
 
 impl Call {
@@ -99,6 +105,7 @@ impl Call {
                 let _ = function.call1(&JsValue::UNDEFINED, &argument);
             }
             Call::Records(reader) => readers::deliver(shared, reader),
+            Call::Task(worker, task) => workers::run_task(shared, worker, task),
         }
     }
 }
@@ -114,13 +121,15 @@ pub(crate) struct Driver {
     timer: Option<Timer>,
     tick: Option<Closure<dyn FnMut()>>,
     pub(super) waiters: HashMap<OpId, Waiter>,
-    handlers: HashMap<SubId, Function>,
+    pub(super) handlers: HashMap<SubId, Function>,
     pub(super) readers: HashMap<ReaderId, RecordSink>,
+    /// The task handlers of `work`.
+    pub(super) workers: HashMap<ConsumerId, Function>,
     on_state: Option<Function>,
     on_error: Option<Function>,
     connecting: Vec<Deferred>,
     closing: Vec<Deferred>,
-    myself: Weak<RefCell<Driver>>,
+    pub(super) myself: Weak<RefCell<Driver>>,
 }
 
 impl Driver {
@@ -136,6 +145,7 @@ impl Driver {
             waiters: HashMap::new(),
             handlers: HashMap::new(),
             readers: HashMap::new(),
+            workers: HashMap::new(),
             on_state: None,
             on_error: None,
             connecting: Vec::new(),
@@ -162,6 +172,11 @@ impl Driver {
 
     pub(super) fn now(&self) -> u64 {
         (monotonic_ms() - self.start).max(0.0) as u64
+    }
+
+    /// Whether `connect()` was called.
+    pub(crate) fn is_started(&self) -> bool {
+        self.core.is_some()
     }
 
     pub(crate) fn set_on_state(&mut self, handler: Option<Function>) {
@@ -229,8 +244,21 @@ impl Driver {
             return vec![deferred.reject(&error)];
         };
         let op = command(core, now);
-        self.waiters.insert(op, Waiter { answer, deferred, name: None });
+        self.waiters.insert(op, Waiter { answer, deferred: Some(deferred), name: None });
         Vec::new()
+    }
+
+    /// Runs one core command whose failure goes to `onError` rather than to a promise.
+    pub(super) fn request_quietly(
+        &mut self,
+        answer: Answer,
+        command: impl FnOnce(&mut ClientCore, u64) -> OpId,
+    ) {
+        let now = self.now();
+        if let Some(core) = self.core.as_mut() {
+            let op = command(core, now);
+            self.waiters.insert(op, Waiter { answer, deferred: None, name: None });
+        }
     }
 
     /// `subscribe`: like [`Driver::request`], with the handler registered at once so that no
@@ -248,7 +276,8 @@ impl Driver {
         };
         let sub = core.subscribe(now, &pattern);
         self.handlers.insert(sub, handler);
-        let waiter = Waiter { answer: Answer::Subscribed, deferred, name: Some(pattern) };
+        let waiter =
+            Waiter { answer: Answer::Subscribed, deferred: Some(deferred), name: Some(pattern) };
         self.waiters.insert(sub, waiter);
         Vec::new()
     }
@@ -334,8 +363,9 @@ impl Driver {
                     calls.extend(error.and_then(|e| self.error_call(&e)));
                 }
                 Output::Reader { reader, event } => calls.extend(self.on_reader(reader, event)),
-                // Push consumers (`work`) are not exposed yet, so the core never makes them.
-                Output::Consumer { .. } => {}
+                Output::Consumer { consumer, event } => {
+                    calls.extend(self.on_worker(consumer, event));
+                }
                 Output::State(state) => calls.extend(self.on_state(state)),
                 Output::Notice(ClientNotice::Error(error)) => {
                     calls.extend(self.error_call(&error));
@@ -369,58 +399,6 @@ impl Driver {
         }
     }
 
-    fn complete(&mut self, Completion { op, result }: Completion) -> Option<Call> {
-        let waiter = self.waiters.remove(&op)?;
-        let body = match result {
-            Ok(body) => body,
-            Err(error) => {
-                match waiter.answer {
-                    Answer::Subscribed => drop(self.handlers.remove(&op)),
-                    Answer::Reading => drop(self.readers.remove(&op)),
-                    _ => {}
-                }
-                return Some(waiter.deferred.reject(&error));
-            }
-        };
-        let value = match (waiter.answer, body) {
-            (Answer::Published, Some(ReplyBody::Published { receivers })) => {
-                convert::object(&[("receivers", JsValue::from(receivers as f64))])
-            }
-            (Answer::Appended, Some(ReplyBody::Appended { partition, offset, timestamp })) => {
-                convert::object(&[
-                    ("partition", JsValue::from(partition)),
-                    ("offset", JsValue::from(offset as f64)),
-                    ("timestamp", JsValue::from(timestamp as f64)),
-                ])
-            }
-            (Answer::Enqueued, Some(ReplyBody::Enqueued { task })) => {
-                convert::object(&[("id", JsValue::from(task as f64))])
-            }
-            (Answer::Tasks, Some(ReplyBody::Tasks { tasks })) => {
-                let shared = self.myself.upgrade()?;
-                let leased = tasks
-                    .into_iter()
-                    .map(|task| JsValue::from(LeasedTask::new(Rc::clone(&shared), task)));
-                js_sys::Array::from_iter(leased).into()
-            }
-            (Answer::Extended, Some(ReplyBody::Extended { deadline })) => {
-                convert::object(&[("deadline", JsValue::from(deadline as f64))])
-            }
-            (Answer::Reading, _) => {
-                let shared = self.myself.upgrade()?;
-                let stream = waiter.name.unwrap_or_default();
-                JsValue::from(StreamReader::new(shared, op, stream))
-            }
-            (Answer::Subscribed, _) => {
-                let shared = self.myself.upgrade()?;
-                let pattern = waiter.name.unwrap_or_default();
-                JsValue::from(super::client::Subscription::new(shared, op, pattern))
-            }
-            _ => JsValue::UNDEFINED,
-        };
-        Some(waiter.deferred.resolve(value))
-    }
-
     fn on_state(&mut self, state: ConnectionState) -> Vec<Call> {
         let mut calls = Vec::new();
         if let Some(handler) = &self.on_state {
@@ -438,6 +416,7 @@ impl Driver {
                 self.timer = None;
                 self.handlers.clear();
                 self.readers.clear();
+                self.workers.clear();
             }
             ConnectionState::Connecting | ConnectionState::Reconnecting => {}
         }

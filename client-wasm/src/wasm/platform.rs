@@ -1,7 +1,7 @@
-//! What the binding takes from the JS host: clocks, timers, random bytes, and the shape of the
-//! errors promises reject with.
+//! What the binding takes from the JS host: clocks, timers, random bytes, calling application
+//! handlers that may return promises, and the shape of the errors promises reject with.
 
-use js_sys::{Function, Reflect};
+use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 
 use crate::core::ClientError;
@@ -63,4 +63,33 @@ pub(crate) fn js_error(error: &ClientError) -> JsValue {
     // Setting a property on a fresh Error cannot fail.
     let _ = Reflect::set(&js, &JsValue::from_str("code"), &JsValue::from(error.code));
     js.into()
+}
+
+/// How an application handler ended: `Ok` when it returned (or its promise resolved), `Err`
+/// with the thrown value when it threw (or its promise rejected).
+pub(crate) type Handled = Result<JsValue, JsValue>;
+
+/// Calls `handler` with `argument`, then `done` with how it ended: at once when it returned a
+/// plain value or threw, or when its promise (or other thenable) settles. A rejection is
+/// always handled here, so it never surfaces as an unhandled rejection.
+pub(crate) fn call_handler(
+    handler: &Function,
+    argument: &JsValue,
+    done: impl FnOnce(Handled) + 'static,
+) {
+    match handler.call1(&JsValue::UNDEFINED, argument) {
+        Ok(value) if is_thenable(&value) => {
+            let promise = Promise::resolve(&value);
+            wasm_bindgen_futures::spawn_local(async move {
+                done(wasm_bindgen_futures::JsFuture::from(promise).await);
+            });
+        }
+        ended => done(ended),
+    }
+}
+
+/// Whether `value` is a promise or anything else with a `then` method.
+fn is_thenable(value: &JsValue) -> bool {
+    value.is_object()
+        && Reflect::get(value, &JsValue::from_str("then")).is_ok_and(|then| then.is_function())
 }

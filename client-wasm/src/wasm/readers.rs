@@ -6,16 +6,17 @@
 //! or its promise settled. A handler that throws or rejects still consumes its record: the
 //! reader never stalls on one bad record, and `position()` says where it is.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 
 use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
-use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
 use super::client::run;
 use super::convert;
 use super::driver::{Answer, Call, Deferred, Driver, Shared, Waiter, pump};
+use super::platform::call_handler;
 use crate::core::{ClientError, ReaderEvent, ReaderId, StreamRecord};
 use crate::{ReadFrom, ReadOptions};
 
@@ -43,7 +44,8 @@ impl Driver {
         let reader = core.read(now, &stream, options);
         let sink = RecordSink { handler, records: VecDeque::new(), busy: false };
         self.readers.insert(reader, sink);
-        let waiter = Waiter { answer: Answer::Reading, deferred, name: Some(stream) };
+        let waiter =
+            Waiter { answer: Answer::Reading, deferred: Some(deferred), name: Some(stream) };
         self.waiters.insert(reader, waiter);
         Vec::new()
     }
@@ -100,51 +102,30 @@ pub(super) fn deliver(shared: &Shared, reader: ReaderId) {
         let Some((handler, record)) = next else {
             return;
         };
-        let returned = handler.call1(&JsValue::UNDEFINED, &ReaderRecord(record).into());
-        if let Some(promise) = returned.ok().and_then(thenable) {
-            let weak = Rc::downgrade(shared);
-            // One function for both outcomes: a promise settles once. Handed to JS, it is
-            // freed when the promise no longer needs it.
-            let settled =
-                Closure::<dyn FnMut(JsValue)>::new(move |_: JsValue| resume(&weak, reader))
-                    .into_js_value();
-            // `then` with both callbacks: a rejection is handled here, never unhandled.
-            promise.then(&settled, &settled);
+        // `calling` is true while the handler runs: an end that comes then lets this loop go
+        // on; a later one (a promise settling) starts delivering again itself.
+        let calling = Rc::new(Cell::new(true));
+        let ended = Rc::new(Cell::new(false));
+        let weak = Rc::downgrade(shared);
+        let (calling_now, ended_now) = (Rc::clone(&calling), Rc::clone(&ended));
+        call_handler(&handler, &ReaderRecord(record).into(), move |_| {
+            ended_now.set(true);
+            let Some(shared) = weak.upgrade() else {
+                return;
+            };
+            if let Ok(mut driver) = shared.try_borrow_mut() {
+                driver.record_consumed(reader);
+            }
+            if !calling_now.get() {
+                deliver(&shared, reader);
+                pump(&shared);
+            }
+        });
+        calling.set(false);
+        if !ended.get() {
             return;
         }
-        if let Ok(mut driver) = shared.try_borrow_mut() {
-            driver.record_consumed(reader);
-        }
     }
-}
-
-/// A handler's promise settled: count its record consumed and go on delivering.
-fn resume(weak: &Weak<std::cell::RefCell<Driver>>, reader: ReaderId) {
-    let Some(shared) = weak.upgrade() else {
-        return;
-    };
-    if let Ok(mut driver) = shared.try_borrow_mut() {
-        driver.record_consumed(reader);
-    }
-    deliver(&shared, reader);
-    pump(&shared);
-}
-
-#[wasm_bindgen]
-extern "C" {
-    /// A promise, or anything else with a `then` method.
-    type Thenable;
-    #[wasm_bindgen(method)]
-    fn then(this: &Thenable, on_fulfilled: &JsValue, on_rejected: &JsValue) -> JsValue;
-}
-
-/// `value` if it is a promise or has a `then` method.
-fn thenable(value: JsValue) -> Option<Thenable> {
-    if !value.is_object() {
-        return None;
-    }
-    let then = Reflect::get(&value, &JsValue::from_str("then")).ok()?;
-    then.is_function().then(|| value.unchecked_into())
 }
 
 /// One stream reader, from `client.read`.
