@@ -26,15 +26,22 @@ impl Client {
     /// # Errors
     /// Throws an `invalid_argument` error for malformed options.
     #[wasm_bindgen(constructor)]
-    pub fn new(url: String, options: JsValue) -> Result<Client, JsValue> {
-        let config = config(&options).map_err(|e| js_error(&e))?;
+    pub fn new(
+        url: String,
+        #[wasm_bindgen(unchecked_optional_param_type = "ClientOptions")] options: Option<JsValue>,
+    ) -> Result<Client, JsValue> {
+        let config = config(&options.unwrap_or_default()).map_err(|e| js_error(&e))?;
         Ok(Client { driver: Driver::new(url, config) })
     }
 
     /// Calls `handler` with "connecting", "connected", "reconnecting" or "closed" whenever the
     /// state changes.
     #[wasm_bindgen(js_name = onState)]
-    pub fn on_state(&self, handler: Option<Function>) {
+    pub fn on_state(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "((state: ConnectionState) => void) | null")]
+        handler: Option<Function>,
+    ) {
         if let Ok(mut driver) = self.driver.try_borrow_mut() {
             driver.set_on_state(handler);
         }
@@ -43,7 +50,11 @@ impl Client {
     /// Calls `handler` with errors that belong to no call: a refused session, a lost
     /// connection that will not be retried, a subscription the hub would not restore.
     #[wasm_bindgen(js_name = onError)]
-    pub fn on_error(&self, handler: Option<Function>) {
+    pub fn on_error(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "((error: SwitchboardError) => void) | null")]
+        handler: Option<Function>,
+    ) {
         if let Ok(mut driver) = self.driver.try_borrow_mut() {
             driver.set_on_error(handler);
         }
@@ -51,24 +62,38 @@ impl Client {
 
     /// Connects; resolves once the hub has welcomed the client, rejects if the first attempt
     /// fails or the client is closed.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn connect(&self) -> Promise {
         self.run(Ok(()), |driver, deferred, ()| driver.connect(deferred))
     }
 
     /// Closes the client: pending calls reject with `closed`, subscriptions end.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn close(&self) -> Promise {
         self.run(Ok(()), |driver, deferred, ()| driver.close(deferred))
     }
 
     /// Subscribes to a topic pattern; `handler` receives each `Message`. Resolves with a
     /// `Subscription`.
-    pub fn subscribe(&self, pattern: String, handler: Function) -> Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<Subscription>")]
+    pub fn subscribe(
+        &self,
+        pattern: String,
+        #[wasm_bindgen(unchecked_param_type = "(message: Message) => void")] handler: Function,
+    ) -> Promise {
         self.run(Ok(()), |driver, deferred, ()| driver.subscribe(deferred, pattern, handler))
     }
 
     /// Publishes `data` (a `Uint8Array` or a string) on `topic`, with `{ headers? }`. Resolves
     /// with `{ receivers }`.
-    pub fn publish(&self, topic: String, data: JsValue, options: JsValue) -> Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<Published>")]
+    pub fn publish(
+        &self,
+        topic: String,
+        #[wasm_bindgen(unchecked_param_type = "Data")] data: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "PublishOptions")] options: Option<JsValue>,
+    ) -> Promise {
+        let options = options.unwrap_or_default();
         let input = convert::payload(&data).and_then(|d| Ok((d, convert::headers(&options)?)));
         self.run(input, |driver, deferred, (data, headers)| {
             driver.request(deferred, Answer::Published, |core, now| {
@@ -79,7 +104,14 @@ impl Client {
 
     /// Appends `data` to `stream`, with `{ key?, headers?, idempotencyKey? }`. Resolves with
     /// `{ partition, offset, timestamp }`.
-    pub fn append(&self, stream: String, data: JsValue, options: JsValue) -> Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<Appended>")]
+    pub fn append(
+        &self,
+        stream: String,
+        #[wasm_bindgen(unchecked_param_type = "Data")] data: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "AppendOptions")] options: Option<JsValue>,
+    ) -> Promise {
+        let options = options.unwrap_or_default();
         let input = convert::payload(&data).and_then(|d| Ok((d, append_options(&options)?)));
         self.run(input, |driver, deferred, (data, options)| {
             driver.request(deferred, Answer::Appended, |core, now| {
@@ -90,7 +122,14 @@ impl Client {
 
     /// Enqueues `data` on `queue`, with `{ delayMs?, key?, priority?, headers?,
     /// idempotencyKey? }`. Resolves with `{ id }`.
-    pub fn enqueue(&self, queue: String, data: JsValue, options: JsValue) -> Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<Enqueued>")]
+    pub fn enqueue(
+        &self,
+        queue: String,
+        #[wasm_bindgen(unchecked_param_type = "Data")] data: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "EnqueueOptions")] options: Option<JsValue>,
+    ) -> Promise {
+        let options = options.unwrap_or_default();
         let input = convert::payload(&data).and_then(|d| Ok((d, enqueue_options(&options)?)));
         self.run(input, |driver, deferred, (data, options)| {
             driver.request(deferred, Answer::Enqueued, |core, now| {
@@ -102,7 +141,14 @@ impl Client {
     /// Reads `stream` from `{ from?, group?, autoCommit? }`; `handler` receives each `Record`
     /// in order and may return a promise, which the next record waits for. Resolves with a
     /// `Reader`.
-    pub fn read(&self, stream: String, options: JsValue, handler: Function) -> Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<Reader>")]
+    pub fn read(
+        &self,
+        stream: String,
+        #[wasm_bindgen(unchecked_param_type = "ReadOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "(record: StreamRecord) => void | Promise<void>")]
+        handler: Function,
+    ) -> Promise {
         self.run(read_options(&options), |driver, deferred, options| {
             driver.read(deferred, stream, options, handler)
         })
@@ -119,7 +165,8 @@ impl Client {
     pub fn work(
         &self,
         queue: String,
-        options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "WorkOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "(task: Task) => void | Promise<void>")]
         handler: Function,
     ) -> Result<QueueWorker, JsValue> {
         let concurrency = convert::whole(&options, "concurrency", u64::from(u32::MAX))
@@ -142,8 +189,13 @@ impl Client {
 
     /// Leases up to `max` tasks of `queue`, waiting up to `waitMs` for the first, with
     /// `{ max?: 1, waitMs?: 30000 }`. Resolves with an array of `Task`s, possibly empty.
-    pub fn pull(&self, queue: String, options: JsValue) -> Promise {
-        self.run(pull_options(&options), |driver, deferred, options| {
+    #[wasm_bindgen(unchecked_return_type = "Promise<Task[]>")]
+    pub fn pull(
+        &self,
+        queue: String,
+        #[wasm_bindgen(unchecked_optional_param_type = "PullOptions")] options: Option<JsValue>,
+    ) -> Promise {
+        self.run(pull_options(&options.unwrap_or_default()), |driver, deferred, options| {
             driver.request(deferred, Answer::Tasks, |core, now| core.pull(now, &queue, options))
         })
     }
@@ -211,6 +263,7 @@ impl Subscription {
     }
 
     /// Ends the subscription: no message reaches its handler after this call.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn unsubscribe(&self) -> Promise {
         let sub = self.id;
         run(&self.driver, Ok(()), |driver, deferred, ()| driver.unsubscribe(deferred, sub))
@@ -244,7 +297,7 @@ impl TopicMessage {
     }
 
     /// The headers, as an object of strings.
-    #[wasm_bindgen(getter)]
+    #[wasm_bindgen(getter, unchecked_return_type = "Headers")]
     pub fn headers(&self) -> Object {
         convert::headers_object(&self.inner.headers)
     }

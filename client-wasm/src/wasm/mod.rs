@@ -13,6 +13,7 @@
 //! - `tasks`: the `Task` class for tasks leased by `client.pull`, and its settles.
 //! - `workers`: `client.work` and the `QueueWorker` class: a push consumer whose tasks go
 //!   to a handler and are settled by how it ends.
+//! - `types`: TypeScript types of the plain objects passed in and out.
 //! - `socket`: a `WebSocket` set to `arraybuffer` whose listeners are unhooked on drop.
 //! - `platform`: clocks, timers, entropy and the error objects JS sees.
 //! - `convert`: reading option objects and payloads that JS passes in.
@@ -25,6 +26,7 @@ mod platform;
 mod readers;
 mod socket;
 mod tasks;
+mod types;
 mod workers;
 
 pub use client::{Client, Subscription, TopicMessage};

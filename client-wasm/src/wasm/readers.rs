@@ -1,4 +1,4 @@
-//! Stream readers from `client.read`: the `Reader` and `Record` classes (`StreamReader` and
+//! Stream readers from `client.read`: the `Reader` and `StreamRecord` classes (`StreamReader` and
 //! `ReaderRecord` in Rust), and handing records to the application one at a time.
 //!
 //! A handler may return a promise: the next record waits for it. A record counts as consumed
@@ -151,6 +151,7 @@ impl StreamReader {
     }
 
     /// Commits a record of a group reader: the group resumes after it.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn commit(&self, record: &ReaderRecord) -> Promise {
         let (reader, partition, offset) = (self.id, record.0.partition, record.0.offset);
         run(&self.driver, Ok(()), |driver, deferred, ()| {
@@ -162,6 +163,7 @@ impl StreamReader {
 
     /// The next offset not yet consumed, per partition: `{ [partition]: offset }`. Empty once
     /// the reader has ended.
+    #[wasm_bindgen(unchecked_return_type = "Positions")]
     pub fn position(&self) -> Object {
         let positions = self
             .driver
@@ -177,6 +179,7 @@ impl StreamReader {
     }
 
     /// Stops the reader: its handler gets no record after this call.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn close(&self) -> Promise {
         let reader = self.id;
         run(&self.driver, Ok(()), |driver, deferred, ()| {
@@ -187,10 +190,10 @@ impl StreamReader {
 }
 
 /// A stream record handed to a reader's handler.
-#[wasm_bindgen(js_name = Record)]
+#[wasm_bindgen(js_name = StreamRecord)]
 pub struct ReaderRecord(StreamRecord);
 
-#[wasm_bindgen(js_class = Record)]
+#[wasm_bindgen(js_class = StreamRecord)]
 impl ReaderRecord {
     /// The stream it belongs to.
     #[wasm_bindgen(getter)]
@@ -221,7 +224,7 @@ impl ReaderRecord {
     }
 
     /// The headers, as an object of strings.
-    #[wasm_bindgen(getter)]
+    #[wasm_bindgen(getter, unchecked_return_type = "Headers")]
     pub fn headers(&self) -> Object {
         convert::headers_object(&self.0.headers)
     }

@@ -78,7 +78,7 @@ impl LeasedTask {
     }
 
     /// The headers, as an object of strings.
-    #[wasm_bindgen(getter)]
+    #[wasm_bindgen(getter, unchecked_return_type = "Headers")]
     pub fn headers(&self) -> Object {
         convert::headers_object(&self.task.headers)
     }
@@ -98,12 +98,18 @@ impl LeasedTask {
 
     /// Marks the task done. Resent after a reconnect while the lease is valid; rejects with
     /// `lease_expired` once it is not.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn ack(&self) -> Promise {
         self.settle(Answer::Unit, |core, now, queue, id, lease| core.ack(now, queue, id, lease))
     }
 
     /// Hands the task back as a failure, with `{ delayMs?, reason? }`.
-    pub fn nack(&self, options: JsValue) -> Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn nack(
+        &self,
+        #[wasm_bindgen(unchecked_optional_param_type = "NackOptions")] options: Option<JsValue>,
+    ) -> Promise {
+        let options = options.unwrap_or_default();
         let input = convert::whole(&options, "delayMs", convert::MAX_SAFE)
             .and_then(|delay| Ok((delay, convert::string(&options, "reason")?)));
         let (queue, id, lease) = (self.task.queue.clone(), self.task.id, self.task.lease);
@@ -115,6 +121,7 @@ impl LeasedTask {
     }
 
     /// Extends the lease to `ms` from now. Resolves with `{ deadline }`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Extended>")]
     pub fn extend(&self, ms: f64) -> Promise {
         let ms = if ms.is_finite() && ms >= 0.0 { ms as u64 } else { 0 };
         self.settle(Answer::Extended, |core, now, queue, id, lease| {
@@ -123,11 +130,13 @@ impl LeasedTask {
     }
 
     /// Hands the task back at once without counting a failure.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn release(&self) -> Promise {
         self.settle(Answer::Unit, |core, now, queue, id, lease| core.release(now, queue, id, lease))
     }
 
     /// Sends the task straight to the dead-letter queue.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn reject(&self, reason: String) -> Promise {
         self.settle(Answer::Unit, |core, now, queue, id, lease| {
             core.reject(now, queue, id, lease, &reason)

@@ -104,6 +104,7 @@ impl QueueWorker {
     }
 
     /// Stops taking tasks. Tasks already with the handler are still settled when it ends.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn stop(&self) -> Promise {
         let worker = self.id;
         run(&self.driver, Ok(()), |driver, deferred, ()| {
