@@ -383,3 +383,26 @@ async fn a_redrive_that_does_not_fit_should_move_nothing() {
     assert_eq!(h.queues().stats("tight.dlq").await.unwrap().available, 2, "nothing moved");
     assert_eq!(h.queues().stats("tight").await.unwrap().available, 1);
 }
+
+#[tokio::test]
+async fn waiting_pulls_should_be_served_in_turn_one_task_each() {
+    let h = Harness::new().await;
+    h.queues().create("fair", &QueueOptions::default()).await.unwrap();
+    let mut waiting = Vec::new();
+    for _ in 0..3 {
+        let queues = h.queues().clone();
+        waiting.push(tokio::spawn(async move { queues.pull("fair", 5, 10_000).await.unwrap() }));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for d in ["1", "2", "3"] {
+        h.queues().enqueue("fair", task(d), None).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut got = Vec::new();
+    for w in waiting {
+        let tasks = w.await.unwrap();
+        assert_eq!(tasks.len(), 1, "each waiting pull gets one task, in turn");
+        got.extend(data(&tasks));
+    }
+    assert_eq!(got, vec!["1", "2", "3"], "the longest waiting pull is served first");
+}
