@@ -1,6 +1,6 @@
 // Type-checks the package's declarations against issue 5's API (`npm run typecheck`; build
 // the package with `cargo xtask wasm` first). Never run.
-import init, { Client, type SwitchboardError, type StreamRecord, type Task } from "../pkg/switchboard_client.js";
+import init, { Client, type SwitchboardError, type StreamRecord, type Task } from "../pkg/index.js";
 
 export async function example(url: string): Promise<void> {
   await init();

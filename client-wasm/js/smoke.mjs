@@ -6,16 +6,14 @@
 //   node client-wasm/js/smoke.mjs ws://127.0.0.1:PORT/ws
 
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
 import WebSocket from "ws";
 
 // Node 20 has no global WebSocket; the package uses whatever is there.
 globalThis.WebSocket = WebSocket;
 
-const pkg = new URL("../pkg/", import.meta.url);
-const { default: init, Client } = await import(new URL("switchboard_client.js", pkg));
-// Node's fetch cannot read file: URLs, so hand init() the module's bytes.
-await init({ module_or_path: await readFile(new URL("switchboard_client_bg.wasm", pkg)) });
+// The package's entry, as `import ... from "switchboard-client"` would load it.
+const { default: init, Client } = await import(new URL("../pkg/index.js", import.meta.url));
+await init();
 
 const url = process.argv[2];
 if (!url) {

@@ -404,12 +404,29 @@ mod wasm {
         opt.arg("-Oz").args(WASM_FEATURES).arg(&bg).arg("-o").arg(&bg).current_dir(&root);
         run(opt)?;
 
+        // The entry point with a Node-aware `init()`, its types and the README.
+        let sources = root.join("client-wasm").join("npm");
+        for file in PACKAGE_FILES {
+            std::fs::copy(sources.join(file), pkg.join(file))
+                .with_context(|| format!("cannot copy client-wasm/npm/{file}"))?;
+        }
         std::fs::write(pkg.join("package.json"), package_json(env!("CARGO_PKG_VERSION")))
             .context("cannot write package.json")?;
 
         let glue = pkg.join(format!("{NAME}.js"));
         let (raw_wasm, gz_wasm) = (file_size(&bg)?, gzipped_size(&bg)?);
         let (raw_js, gz_js) = (file_size(&glue)?, gzipped_size(&glue)?);
+        let size = format!(
+            "\n## Size\n\nMeasured by `cargo xtask wasm` for this build: the `.wasm` is {} gzipped \
+             ({} raw), the JS glue {} gzipped; together {} gzipped.\n",
+            kb(gz_wasm),
+            kb(raw_wasm),
+            kb(gz_js),
+            kb(gz_wasm + gz_js)
+        );
+        let readme = pkg.join("README.md");
+        let text = std::fs::read_to_string(&readme).context("cannot read pkg/README.md")?;
+        std::fs::write(&readme, text + &size).context("cannot write pkg/README.md")?;
         println!();
         println!("xtask wasm: built {}", pkg.display());
         println!("  {NAME}_bg.wasm  {raw_wasm:>8} B  {gz_wasm:>7} B gzipped");
@@ -423,6 +440,13 @@ mod wasm {
         Ok(ExitCode::SUCCESS)
     }
 
+    /// Files of client-wasm/npm/ copied into the package as they are.
+    const PACKAGE_FILES: &[&str] = &["index.js", "index.d.ts", "README.md"];
+
+    fn kb(bytes: u64) -> String {
+        format!("{:.1} KB", bytes as f64 / 1024.0)
+    }
+
     /// The package manifest: an ES module with its types, for browsers and Node ≥ 20.
     pub(super) fn package_json(version: &str) -> String {
         format!(
@@ -432,17 +456,20 @@ mod wasm {
   "description": "Browser and Node client for the Switchboard messaging hub: topics, streams and queues",
   "license": "MIT OR Apache-2.0",
   "type": "module",
-  "main": "./{NAME}.js",
-  "module": "./{NAME}.js",
-  "types": "./{NAME}.d.ts",
+  "main": "./index.js",
+  "module": "./index.js",
+  "types": "./index.d.ts",
   "exports": {{
     ".": {{
-      "types": "./{NAME}.d.ts",
-      "default": "./{NAME}.js"
+      "types": "./index.d.ts",
+      "default": "./index.js"
     }},
     "./{NAME}_bg.wasm": "./{NAME}_bg.wasm"
   }},
   "files": [
+    "index.js",
+    "index.d.ts",
+    "README.md",
     "{NAME}.js",
     "{NAME}.d.ts",
     "{NAME}_bg.wasm",
@@ -592,7 +619,7 @@ mod tests {
             r#""name": "switchboard-client""#,
             r#""version": "1.2.3""#,
             r#""type": "module""#,
-            r#""types": "./switchboard_client.d.ts""#,
+            r#""types": "./index.d.ts""#,
         ] {
             assert!(json.contains(field), "{field} missing from {json}");
         }
