@@ -207,26 +207,36 @@ impl StreamsState {
             .get_mut(name)
             .ok_or_else(|| OpError::NotFound(format!("no stream named {name}")))?;
         let id = entry.meta.id;
-        if let Some(key) = idempotency_key
-            && let Some(found) = t.dedup.get((id, key))?
-        {
-            let (answer, expires) = found.value();
-            if expires > now {
-                return decode(answer);
-            }
-        }
         let partitions = entry.meta.partitions;
         let partition = match &record.key {
             Some(key) => partition_for_key(key, partitions),
-            None => {
-                let next = entry.round_robin % partitions;
-                entry.round_robin = entry.round_robin.wrapping_add(1);
-                next
-            }
+            None => entry.round_robin % partitions,
         };
         let part = &mut entry.parts[partition as usize];
         let timestamp = now.max(part.last_ts);
         let offset = part.high;
+        let appended = Appended { partition, offset, timestamp };
+        if let Some(key) = idempotency_key {
+            // One B-tree descent instead of a lookup and then an insert: write the new answer
+            // and put the old one back in the rare case it was a repeat within the window.
+            let expires = now.saturating_add(dedup_window_ms);
+            let previous =
+                t.dedup.insert((id, key), (encode(&appended).as_slice(), expires))?.map(|old| {
+                    let (answer, expires) = old.value();
+                    (answer.to_vec(), expires)
+                });
+            if let Some((answer, old_expires)) = previous
+                && old_expires > now
+            {
+                t.dedup.insert((id, key), (answer.as_slice(), old_expires))?;
+                return decode(&answer);
+            }
+            t.dedup_expiry.insert((expires, id, key), ())?;
+        }
+        if record.key.is_none() {
+            entry.round_robin = entry.round_robin.wrapping_add(1);
+        }
+        let part = &mut entry.parts[partition as usize];
         let stored = encode(&Record {
             offset,
             timestamp,
@@ -242,12 +252,6 @@ impl StreamsState {
         part.bytes += stored.len() as u64;
         part.last_ts = timestamp;
         dirty.insert((id, partition));
-        let appended = Appended { partition, offset, timestamp };
-        if let Some(key) = idempotency_key {
-            let expires = now.saturating_add(dedup_window_ms);
-            t.dedup.insert((id, key), (encode(&appended).as_slice(), expires))?;
-            t.dedup_expiry.insert((expires, id, key), ())?;
-        }
         events.push(StreamEvent::Appended {
             stream: id,
             partition,
