@@ -25,22 +25,40 @@ impl QueuesState {
     ) -> Result<u64, OpError> {
         let q = self.queue(name)?;
         let qid = q.meta.id;
-        if let Some(key) = idempotency_key
-            && let Some(found) = t.dedup.get((qid, key))?
-        {
-            let (answer, expires) = found.value();
-            if expires > now {
-                return decode(answer);
+        let window = q.meta.info.dedup_window_ms;
+        let full = q.tasks.len() as u64 >= q.meta.info.max_length;
+        let id = self.next_task;
+        if let Some(key) = idempotency_key {
+            if full {
+                // A repeat is answered even when the queue is full.
+                if let Some(found) = t.dedup.get((qid, key))? {
+                    let (answer, expires) = found.value();
+                    if expires > now {
+                        return decode(answer);
+                    }
+                }
+            } else {
+                // One B-tree descent: write the new answer, and put the old one back in the
+                // rare case this is a repeat within the window.
+                let expires = now.saturating_add(window);
+                let previous =
+                    t.dedup.insert((qid, key), (encode(&id).as_slice(), expires))?.map(|old| {
+                        let (answer, expires) = old.value();
+                        (answer.to_vec(), expires)
+                    });
+                if let Some((answer, old_expires)) = previous
+                    && old_expires > now
+                {
+                    t.dedup.insert((qid, key), (answer.as_slice(), old_expires))?;
+                    return decode(&answer);
+                }
+                t.dedup_expiry.insert((expires, qid, key), ())?;
             }
         }
-        if q.tasks.len() as u64 >= q.meta.info.max_length {
-            return Err(OpError::Full(format!(
-                "queue {name} holds its maximum of {} tasks",
-                q.meta.info.max_length
-            )));
+        if full {
+            let max = self.by_name.get(name).map_or(0, |q| q.meta.info.max_length);
+            return Err(OpError::Full(format!("queue {name} holds its maximum of {max} tasks")));
         }
-        let window = q.meta.info.dedup_window_ms;
-        let id = self.next_task;
         self.next_task += 1;
         let at =
             task.not_before.or(task.delay_ms.map(|d| now.saturating_add(d))).filter(|at| *at > now);
@@ -64,11 +82,6 @@ impl QueuesState {
         if let Some(at) = at {
             t.task_due.insert((at, qid, id), ())?;
             self.due.insert((at, qid, id));
-        }
-        if let Some(key) = idempotency_key {
-            let expires = now.saturating_add(window);
-            t.dedup.insert((qid, key), (encode(&id).as_slice(), expires))?;
-            t.dedup_expiry.insert((expires, qid, key), ())?;
         }
         changes.touched.insert(qid);
         Ok(id)
