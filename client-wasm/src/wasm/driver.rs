@@ -118,7 +118,8 @@ pub(crate) struct Driver {
     /// The monotonic clock's reading when the core was created: the core's time zero.
     start: f64,
     socket: Option<Socket>,
-    timer: Option<Timer>,
+    /// The armed timer and the deadline it is for.
+    timer: Option<(u64, Timer)>,
     tick: Option<Closure<dyn FnMut()>>,
     pub(super) waiters: HashMap<OpId, Waiter>,
     pub(super) handlers: HashMap<SubId, Function>,
@@ -288,6 +289,8 @@ impl Driver {
     }
 
     fn on_tick(&mut self) {
+        // The timer has fired: `schedule` must arm a new one even for the same deadline.
+        self.timer = None;
         let now = self.now();
         if let Some(core) = self.core.as_mut() {
             core.on_tick(now);
@@ -428,16 +431,20 @@ impl Driver {
         Some(Call::Js { function, argument: js_error(error) })
     }
 
-    /// Arms the timer for the core's next deadline.
+    /// Arms the timer for the core's next deadline, unless it is armed for it already: most
+    /// pumps (a message in, a frame out) leave the deadline as it was.
     fn schedule(&mut self) {
-        self.timer = None;
         let (Some(core), Some(tick)) = (self.core.as_ref(), self.tick.as_ref()) else {
+            self.timer = None;
             return;
         };
-        if let Some(deadline) = core.next_deadline() {
-            let delay = deadline.saturating_sub(self.now());
-            self.timer = Some(Timer::start(tick.as_ref().unchecked_ref(), delay));
+        let next = core.next_deadline();
+        if self.timer.as_ref().map(|(at, _)| *at) == next {
+            return;
         }
+        let now = self.now();
+        self.timer = next
+            .map(|at| (at, Timer::start(tick.as_ref().unchecked_ref(), at.saturating_sub(now))));
     }
 }
 
