@@ -313,14 +313,7 @@ impl QueuesState {
             enqueued: m.row.enqueued,
             died: now,
         };
-        let new_task = NewTask {
-            data: m.body.data.clone(),
-            headers: m.body.headers.clone(),
-            key: m.row.key.clone(),
-            priority: m.row.priority,
-            not_before: None,
-            delay_ms: None,
-        };
+        let new_task = m.copy_as_new();
         q.remove(t, task)?;
         let moved = self.enqueue(t, &target, new_task, None, now, changes)?;
         let dlq = self.queue(&target)?;

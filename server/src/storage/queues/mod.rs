@@ -75,6 +75,20 @@ struct Mem {
     consumer: u64,
 }
 
+impl Mem {
+    /// The same body, key and priority as a fresh task (for dead-lettering and redrive).
+    fn copy_as_new(&self) -> NewTask {
+        NewTask {
+            data: self.body.data.clone(),
+            headers: self.body.headers.clone(),
+            key: self.row.key.clone(),
+            priority: self.row.priority,
+            not_before: None,
+            delay_ms: None,
+        }
+    }
+}
+
 struct QueueState {
     meta: QueueMeta,
     tasks: HashMap<u64, Mem>,

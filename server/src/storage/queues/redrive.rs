@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use switchboard_protocol::queues::QueueInfo;
 
-use super::{Changes, NewTask, Phase, QueuesState};
+use super::{Changes, Phase, QueuesState};
 use crate::storage::OpError;
 use crate::storage::tables::Tables;
 
@@ -84,14 +84,7 @@ impl QueuesState {
                 moved += 1;
                 continue;
             };
-            let task = NewTask {
-                data: m.body.data.clone(),
-                headers: m.body.headers.clone(),
-                key: m.row.key.clone(),
-                priority: m.row.priority,
-                not_before: None,
-                delay_ms: None,
-            };
+            let task = m.copy_as_new();
             if let Phase::Scheduled { at } = m.row.phase {
                 t.task_due.remove((at, qid, id))?;
                 self.due.remove(&(at, qid, id));
