@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod hub;
+mod nats;
 mod report;
 mod workloads;
 
@@ -35,6 +36,9 @@ pub struct Common {
     /// Write the results as JSON to this file.
     #[arg(long, global = true)]
     pub json: Option<std::path::PathBuf>,
+    /// Run the same workload against another system too and print the ratios (`nats`).
+    #[arg(long = "vs", global = true)]
+    pub versus: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,18 +58,41 @@ enum Workload {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let result = runtime.block_on(async {
+    if let Some(other) = &cli.common.versus
+        && other != "nats"
+    {
+        anyhow::bail!("--vs {other}: only nats is supported");
+    }
+    let versus = cli.common.versus.is_some();
+    let (hub, other) = runtime.block_on(async {
         match cli.workload {
-            Workload::Fanout(o) => workloads::fanout::run(&cli.common, o).await,
-            Workload::Append(o) => workloads::append::run(&cli.common, o).await,
-            Workload::Queue(o) => workloads::queue::run(&cli.common, o).await,
-            Workload::Replay(o) => workloads::replay::run(&cli.common, o).await,
-            Workload::Connections(o) => workloads::connections::run(&cli.common, o).await,
+            Workload::Fanout(o) => {
+                let hub = workloads::fanout::run(&cli.common, o.clone()).await?;
+                let other =
+                    if versus { Some(workloads::fanout::run_nats(&o).await?) } else { None };
+                anyhow::Ok((hub, other))
+            }
+            Workload::Append(o) => Ok((workloads::append::run(&cli.common, o).await?, None)),
+            Workload::Queue(o) => Ok((workloads::queue::run(&cli.common, o).await?, None)),
+            Workload::Replay(o) => Ok((workloads::replay::run(&cli.common, o).await?, None)),
+            Workload::Connections(o) => {
+                Ok((workloads::connections::run(&cli.common, o).await?, None))
+            }
         }
     })?;
-    println!("{}", result.summary());
+    println!("{}", hub.summary());
+    let mut json = hub.json();
+    match &other {
+        Some(other) => {
+            println!("{}", other.summary());
+            println!("{}", report::ratio(&hub, other));
+            json = serde_json::json!({ "hub": hub.json(), "nats": other.json() });
+        }
+        None if versus => println!("no comparison with nats-server for {} yet", hub.workload),
+        None => {}
+    }
     if let Some(path) = &cli.common.json {
-        std::fs::write(path, serde_json::to_string_pretty(&result.json())?)?;
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
     }
     Ok(())
 }

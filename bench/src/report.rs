@@ -100,3 +100,16 @@ impl Outcome {
         })
     }
 }
+
+/// The one-line comparison of the hub against another system on the same workload.
+pub fn ratio(hub: &Outcome, other: &Outcome) -> String {
+    let mut line = format!(
+        "{}: hub/nats throughput ratio {:.2}",
+        hub.workload,
+        hub.rate() / other.rate().max(1e-9)
+    );
+    if let (Some(a), Some(b)) = (&hub.latency, &other.latency) {
+        line.push_str(&format!(", p99 hub {}µs vs nats {}µs", a.p99, b.p99));
+    }
+    line
+}

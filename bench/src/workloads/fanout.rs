@@ -11,7 +11,7 @@ use crate::hub::Hub;
 use crate::report::{Latency, Outcome, histogram};
 
 /// Options of the fanout workload.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Options {
     /// Subscribers, one session each.
     #[arg(long, default_value_t = 1000)]
@@ -107,6 +107,96 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
         details: json!({
             "subscribers": o.subscribers, "size": o.size, "window": o.window, "published": published,
             "publish_seconds": (publish_seconds * 100.0).round() / 100.0, "missed": missed,
+        }),
+    })
+}
+
+/// The same workload against core NATS subjects over WebSocket: N subscriber connections, one
+/// publisher that keeps `window` messages in flight (it sends a PING after each window and waits
+/// for the PONG, NATS having no per-message acknowledgement).
+pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let server = crate::nats::NatsServer::start().await?;
+    let base = Instant::now();
+    let delivered = Arc::new(AtomicU64::new(0));
+    let publishing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut subscribers = Vec::new();
+    for _ in 0..o.subscribers {
+        let (mut writer, mut reader) = crate::nats::connect(&server.url).await?;
+        writer.send(b"SUB bench.fanout 1\r\nPING\r\n".to_vec()).await?;
+        loop {
+            if let crate::nats::Incoming::Pong = reader.next().await? {
+                break;
+            }
+        }
+        let delivered = delivered.clone();
+        let publishing = publishing.clone();
+        subscribers.push(tokio::spawn(async move {
+            let mut h = histogram();
+            loop {
+                match tokio::time::timeout(Duration::from_millis(500), reader.next()).await {
+                    Ok(Ok(crate::nats::Incoming::Msg { payload })) => {
+                        let sent = u64::from_be_bytes(payload[..8].try_into().unwrap_or([0; 8]));
+                        h.record((base.elapsed().as_nanos() as u64).saturating_sub(sent) / 1000)
+                            .ok();
+                        delivered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Ok(crate::nats::Incoming::Ping)) => {
+                        if writer.send(b"PONG\r\n".to_vec()).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) => break,
+                    Err(_) if !publishing.load(Ordering::Relaxed) => break,
+                    Err(_) => {}
+                }
+            }
+            h
+        }));
+    }
+    let (mut publisher, mut replies) = crate::nats::connect(&server.url).await?;
+    let start = Instant::now();
+    let until = start + Duration::from_secs_f64(o.seconds);
+    let mut published = 0u64;
+    while Instant::now() < until {
+        for _ in 0..o.window {
+            let mut data = super::payload(o.size.max(8));
+            data[..8].copy_from_slice(&(base.elapsed().as_nanos() as u64).to_be_bytes());
+            publisher.publish("bench.fanout", &data).await?;
+            published += 1;
+        }
+        publisher.ping().await?;
+        loop {
+            match replies.next().await? {
+                crate::nats::Incoming::Pong => break,
+                crate::nats::Incoming::Ping => publisher.send(b"PONG\r\n".to_vec()).await?,
+                crate::nats::Incoming::Err(e) => anyhow::bail!("nats-server: {e}"),
+                crate::nats::Incoming::Msg { .. } => {}
+            }
+        }
+    }
+    let publish_seconds = start.elapsed().as_secs_f64();
+    let expected = published * o.subscribers as u64;
+    let drain_until = Instant::now() + Duration::from_secs(30);
+    while delivered.load(Ordering::Relaxed) < expected && Instant::now() < drain_until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    publishing.store(false, Ordering::Relaxed);
+    let mut all = histogram();
+    for s in subscribers {
+        all.add(s.await?).ok();
+    }
+    Ok(Outcome {
+        workload: "fanout (nats-server)",
+        unit: "deliveries",
+        count: delivered.load(Ordering::Relaxed),
+        seconds,
+        latency: Some(Latency::of(&all)),
+        details: json!({
+            "subscribers": o.subscribers, "size": o.size, "window": o.window, "published": published,
+            "publish_seconds": (publish_seconds * 100.0).round() / 100.0,
         }),
     })
 }
