@@ -1,9 +1,11 @@
 //! Encoding and decoding frames.
 //!
 //! Binary WebSocket messages carry MessagePack with named fields (`rmp_serde::to_vec_named`);
-//! text messages carry JSON. Decoding never panics: input that cannot be read is classified into
-//! a [`DecodeError`] whose [`ErrorCode`] a hub sends back, together with the request id when one
-//! could still be read from the frame.
+//! text messages carry JSON when the `json` feature (on by default) is enabled; without it JSON is
+//! refused, which keeps serde_json out of the browser client. Decoding never panics: input that
+//! cannot be read is classified into a [`DecodeError`] whose [`ErrorCode`] a hub sends back,
+//! together with the request id when one could still be read from the frame. [`lean`] decodes
+//! hub frames without serde, for the client.
 
 use std::fmt;
 
@@ -12,6 +14,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::codes::ErrorCode;
 use crate::frame::{ClientFrame, ServerFrame};
+
+pub mod lean;
 
 /// The encoding of a WebSocket message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,7 +51,10 @@ pub struct EncodeError(String);
 pub fn encode<T: Serialize>(value: &T, format: Format) -> Result<Vec<u8>, EncodeError> {
     match format {
         Format::MsgPack => rmp_serde::to_vec_named(value).map_err(|e| EncodeError(e.to_string())),
+        #[cfg(feature = "json")]
         Format::Json => serde_json::to_vec(value).map_err(|e| EncodeError(e.to_string())),
+        #[cfg(not(feature = "json"))]
+        Format::Json => Err(EncodeError(NO_JSON.to_owned())),
     }
 }
 
@@ -94,6 +101,29 @@ pub fn decode_server(bytes: &[u8], format: Format) -> Result<ServerFrame, Decode
     decode_frame(bytes, format, SERVER_OPS)
 }
 
+/// Decodes a frame sent by the hub as a client that cares about code size should: MessagePack
+/// with [`lean::decode_server`], JSON with [`decode_server`] when the `json` feature is enabled
+/// (and refused as malformed without it). Never reaches serde's MessagePack decoding.
+///
+/// # Errors
+/// As [`decode_server`].
+pub fn decode_server_lean(bytes: &[u8], format: Format) -> Result<ServerFrame, DecodeError> {
+    match format {
+        Format::MsgPack => lean::decode_server(bytes),
+        #[cfg(feature = "json")]
+        Format::Json => decode_server(bytes, format),
+        #[cfg(not(feature = "json"))]
+        Format::Json => Err(DecodeError {
+            code: ErrorCode::MalformedFrame,
+            request_id: None,
+            message: NO_JSON.to_owned(),
+        }),
+    }
+}
+
+#[cfg(not(feature = "json"))]
+const NO_JSON: &str = "JSON frames are not supported (switchboard-protocol without `json`)";
+
 const SERVER_OPS: &[&str] = &[
     "welcome",
     "ok",
@@ -122,7 +152,10 @@ fn decode_frame<T: DeserializeOwned>(
 /// Decodes exactly one value: trailing bytes are an error.
 fn decode_exact<T: DeserializeOwned>(bytes: &[u8], format: Format) -> Result<T, String> {
     match format {
+        #[cfg(feature = "json")]
         Format::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+        #[cfg(not(feature = "json"))]
+        Format::Json => Err(NO_JSON.to_owned()),
         Format::MsgPack => {
             let mut rest = bytes;
             let mut de = rmp_serde::Deserializer::new(&mut rest);
@@ -320,5 +353,7 @@ impl<'de> Deserialize<'de> for LooseU64 {
     }
 }
 
+// The round trips cover both formats, so they need `json`.
 #[cfg(test)]
+#[cfg(feature = "json")]
 mod tests;

@@ -157,6 +157,7 @@ impl<'de> Visitor<'de> for PayloadVisitor {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "json")]
     #[test]
     fn utf8_payload_should_be_a_json_string() {
         let p = Payload::from("héllo");
@@ -164,6 +165,7 @@ mod tests {
         assert_eq!(serde_json::from_str::<Payload>("\"héllo\"").unwrap(), p);
     }
 
+    #[cfg(feature = "json")]
     #[test]
     fn binary_payload_should_be_base64_in_json() {
         let p = Payload::from(vec![0xff, 0x00, 0x01]);
@@ -181,6 +183,7 @@ mod tests {
         assert_eq!(rmp_serde::from_slice::<Payload>(&bytes).unwrap(), p);
     }
 
+    #[cfg(feature = "json")]
     #[test]
     fn bad_json_payloads_should_be_refused() {
         assert!(serde_json::from_str::<Payload>(r#"{"base64":"***"}"#).is_err());

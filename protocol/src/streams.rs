@@ -168,6 +168,7 @@ mod tests {
         assert_eq!(partition_for_key("anything", 1), 0);
     }
 
+    #[cfg(feature = "json")]
     #[test]
     fn read_from_should_encode_readably_in_json() {
         assert_eq!(serde_json::to_string(&ReadFrom::Earliest).unwrap(), "\"earliest\"");

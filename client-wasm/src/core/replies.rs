@@ -9,13 +9,15 @@ use super::{ClientCore, ClientError, ClientNotice, Message, Output, Phase, Socke
 
 impl ClientCore {
     /// A whole WebSocket message arrived: binary ones carry MessagePack
-    /// ([`Format::MsgPack`]), text ones JSON.
+    /// ([`Format::MsgPack`]), text ones JSON. MessagePack goes through the protocol's lean
+    /// decoder, which keeps serde's generic decoding out of the browser build; JSON is read only
+    /// where the protocol's `json` feature is on (the native transport).
     pub fn on_frame(&mut self, socket: SocketId, now_ms: u64, bytes: &[u8], format: Format) {
         let Some(phase) = self.current(socket).map(|s| s.phase) else {
             return;
         };
         self.last_received = self.last_received.max(now_ms);
-        let frame = match codec::decode_server(bytes, format) {
+        let frame = match codec::decode_server_lean(bytes, format) {
             Ok(frame) => frame,
             Err(e) => {
                 // A newer hub may send frames this client does not know; say so, carry on.

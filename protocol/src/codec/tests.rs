@@ -6,11 +6,11 @@ use crate::limits::Limits;
 use crate::payload::{Headers, Payload};
 use crate::streams::*;
 
-fn headers() -> Headers {
+pub(super) fn headers() -> Headers {
     [("k".to_owned(), "v".to_owned())].into_iter().collect()
 }
 
-fn record(offset: u64) -> Record {
+pub(super) fn record(offset: u64) -> Record {
     Record {
         offset,
         timestamp: 1_700_000_000_000 + offset,
@@ -20,7 +20,7 @@ fn record(offset: u64) -> Record {
     }
 }
 
-fn info() -> StreamInfo {
+pub(super) fn info() -> StreamInfo {
     StreamInfo {
         stream: "orders".into(),
         partitions: 3,
@@ -110,7 +110,7 @@ fn client_frames() -> Vec<ClientFrame> {
     ]
 }
 
-fn server_frames() -> Vec<ServerFrame> {
+pub(super) fn server_frames() -> Vec<ServerFrame> {
     vec![
         ServerFrame::Welcome(Welcome {
             session: 9,

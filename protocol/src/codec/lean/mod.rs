@@ -1,0 +1,483 @@
+//! A hand-written MessagePack decoder for [`ServerFrame`], for clients that care about code size.
+//!
+//! [`super::decode_server`] goes through serde, whose generic decoding is monomorphised for every
+//! type and visitor; in the browser build that was most of the binary. This decoder reads the
+//! same documents (`rmp_serde::to_vec_named`: structs as maps with named fields, enums as
+//! one-entry maps or, for unit variants, a string) with one plain function per type, and
+//! classifies bad input into the same [`ErrorCode`]s. It follows serde's leniency where that is
+//! cheap (structs as arrays, field indices as keys, strings or arrays as payloads) and is never
+//! more lenient: anything it accepts, [`super::decode_server`] decodes to the same frame (the
+//! tests check this on random and corrupted input). It refuses a few odd encodings serde also
+//! takes, such as enums written as arrays, which no hub sends.
+
+mod reader;
+
+use self::reader::{Fault, Read, Reader, fault};
+use super::{DecodeError, SERVER_OPS, truncate};
+use crate::codes::ErrorCode;
+use crate::frame::{
+    Assigned, ConsumerClosed, Deliver, ErrorFrame, Notice, ReaderClosed, Records, Reply, ReplyBody,
+    Revoked, ServerFrame, TaskDelivery, Welcome,
+};
+use crate::limits::Limits;
+use crate::queues::{DeadLetter, QueueInfo, QueueStats, Task};
+use crate::streams::{
+    Durability, GroupInfo, GroupPartitionInfo, PartitionInfo, PartitionOffset, ReaderPartition,
+    Record, Retention, StreamDescription, StreamInfo,
+};
+
+/// Decodes a MessagePack frame sent by the hub.
+///
+/// # Errors
+/// A [`DecodeError`] classified as [`super::decode_server`] classifies it:
+/// [`ErrorCode::MalformedFrame`] for input that is not one MessagePack value,
+/// [`ErrorCode::UnknownOp`] for an operation this version does not know, and
+/// [`ErrorCode::InvalidFrame`] for anything else that is not a valid frame.
+pub fn decode_server(bytes: &[u8]) -> Result<ServerFrame, DecodeError> {
+    let mut r = Reader::new(bytes);
+    let fault = match server_frame(&mut r) {
+        Ok(frame) if r.at_end() => return Ok(frame),
+        Ok(_) => Fault { what: "trailing bytes after the frame", field: "" },
+        Err(fault) => fault,
+    };
+    Err(classify(bytes, fault))
+}
+
+fn classify(bytes: &[u8], fault: Fault) -> DecodeError {
+    let detail = if fault.field.is_empty() {
+        fault.what.to_owned()
+    } else {
+        format!("{} in `{}`", fault.what, fault.field)
+    };
+    let mut r = Reader::new(bytes);
+    if r.skip().is_err() || !r.at_end() {
+        return DecodeError {
+            code: ErrorCode::MalformedFrame,
+            request_id: None,
+            message: format!("not a MessagePack document: {detail}"),
+        };
+    }
+    match loose_frame(&mut Reader::new(bytes)) {
+        Ok(Some((op, id))) if SERVER_OPS.contains(&op) => DecodeError {
+            code: ErrorCode::InvalidFrame,
+            request_id: id,
+            message: format!("invalid {op} frame: {detail}"),
+        },
+        Ok(Some((op, id))) => DecodeError {
+            code: ErrorCode::UnknownOp,
+            request_id: id,
+            message: format!("unknown operation {:?}", truncate(op, 64)),
+        },
+        Ok(None) | Err(_) => DecodeError {
+            code: ErrorCode::InvalidFrame,
+            request_id: None,
+            message: "a frame is a map with exactly one key, the operation name".to_owned(),
+        },
+    }
+}
+
+/// The operation name of a well-formed document that has the shape of a frame, and the request
+/// id if one can be read; the same leniency as the serde path's `LooseFrame`.
+fn loose_frame<'a>(r: &mut Reader<'a>) -> Read<Option<(&'a str, Option<u64>)>> {
+    if r.map()? != 1 {
+        return Ok(None);
+    }
+    let Some(op) = r.loose_string()? else {
+        return Ok(None);
+    };
+    if r.is_ext()? {
+        return fault("an extension value");
+    }
+    let Ok(entries) = r.map() else {
+        return Ok(Some((op, None)));
+    };
+    let mut id = None;
+    for _ in 0..entries {
+        if r.loose_id_key()? && id.is_none() {
+            id = r.loose_u64()?;
+        } else {
+            r.skip()?;
+        }
+    }
+    Ok(Some((op, id)))
+}
+
+/// Reads the fields of a struct, `names` in declaration order, handing each value to `field`
+/// with its name; `field` answers whether it consumed the value, and unknown fields are
+/// skipped.
+fn fields(
+    r: &mut Reader<'_>,
+    names: &[&'static str],
+    field: &mut dyn FnMut(&mut Reader<'_>, &str) -> Read<bool>,
+) -> Read<()> {
+    if let Ok(n) = r.array() {
+        // serde also reads a struct written as an array of its fields in order.
+        if n > names.len() {
+            return fault("more elements than the struct has fields");
+        }
+        for name in &names[..n] {
+            field(r, name)?;
+        }
+        return Ok(());
+    }
+    for _ in 0..r.map()? {
+        let key = r.key(names)?;
+        if !field(r, key)? {
+            r.skip()?;
+        }
+    }
+    Ok(())
+}
+
+/// Stores a field's value; a field given twice is an error, as it is to serde.
+fn put<T>(slot: &mut Option<T>, value: Read<T>, name: &'static str) -> Read<bool> {
+    let value =
+        value.map_err(|f| Fault { field: if f.field.is_empty() { name } else { f.field }, ..f })?;
+    if slot.is_some() {
+        return Err(Fault { what: "duplicate field", field: name });
+    }
+    *slot = Some(value);
+    Ok(true)
+}
+
+fn need<T>(slot: Option<T>, name: &'static str) -> Read<T> {
+    slot.ok_or(Fault { what: "missing field", field: name })
+}
+
+fn or_default<T: Default>(slot: Option<T>, _: &'static str) -> Read<T> {
+    Ok(slot.unwrap_or_default())
+}
+
+/// A value that may be nil.
+fn opt<'a, T>(
+    r: &mut Reader<'a>,
+    read: impl FnOnce(&mut Reader<'a>) -> Read<T>,
+) -> Read<Option<T>> {
+    if r.nil()? { Ok(None) } else { read(r).map(Some) }
+}
+
+/// Decodes a struct written as a map of named fields. Each field is `name: read, finish;` where
+/// `read` reads its value from `r` and `finish` is `need` (required) or `or_default` (absent
+/// means default, as `#[serde(default)]`).
+macro_rules! named {
+    ($r:ident, $($ty:ident)::+ { $($name:ident: $read:expr, $finish:ident;)* }) => {{
+        $(let mut $name = None;)*
+        fields($r, &[$(stringify!($name)),*], &mut |$r: &mut Reader<'_>, key: &str| match key {
+            $(stringify!($name) => put(&mut $name, $read, stringify!($name)),)*
+            _ => Ok(false),
+        })?;
+        Ok($($ty)::+ { $($name: $finish($name, stringify!($name))?,)* })
+    }};
+}
+
+/// The variant name of an externally tagged enum whose variants all carry data; `variants` in
+/// declaration order, for serde's variant indices.
+fn tag<'a>(r: &mut Reader<'a>, variants: &[&'static str]) -> Read<&'a str> {
+    if r.map()? != 1 {
+        return fault("an enum is a map with exactly one key, the variant name");
+    }
+    r.key(variants)
+}
+
+const REPLY_BODIES: &[&str] = &[
+    "published",
+    "stream",
+    "appended",
+    "read_started",
+    "streams",
+    "described",
+    "queue",
+    "enqueued",
+    "tasks",
+    "consuming",
+    "extended",
+    "redriven",
+    "queue_stats",
+    "queues",
+];
+
+fn server_frame(r: &mut Reader<'_>) -> Read<ServerFrame> {
+    if r.map()? != 1 {
+        return fault("a frame is a map with exactly one key, the operation name");
+    }
+    Ok(match r.key(SERVER_OPS)? {
+        "welcome" => ServerFrame::Welcome(welcome(r)?),
+        "ok" => ServerFrame::Ok(reply(r)?),
+        "error" => ServerFrame::Error(error_frame(r)?),
+        "deliver" => ServerFrame::Deliver(deliver(r)?),
+        "notice" => ServerFrame::Notice(notice(r)?),
+        "records" => ServerFrame::Records(records(r)?),
+        "assigned" => ServerFrame::Assigned(assigned(r)?),
+        "revoked" => ServerFrame::Revoked(revoked(r)?),
+        "reader_closed" => ServerFrame::ReaderClosed(reader_closed(r)?),
+        "task" => ServerFrame::Task(task_delivery(r)?),
+        "consumer_closed" => ServerFrame::ConsumerClosed(consumer_closed(r)?),
+        _ => return fault("unknown operation"),
+    })
+}
+
+fn welcome(r: &mut Reader<'_>) -> Read<Welcome> {
+    named!(r, Welcome {
+        session: r.u64(), need;
+        server: r.string(), need;
+        protocol: r.u32(), need;
+        limits: self::limits(r), need;
+    })
+}
+
+fn limits(r: &mut Reader<'_>) -> Read<Limits> {
+    named!(r, Limits {
+        max_frame_bytes: r.u32(), need;
+        max_subscriptions: r.u32(), need;
+        max_in_flight: r.u32(), need;
+        ping_interval_ms: r.u32(), need;
+        idle_timeout_ms: r.u32(), need;
+        outbox_bytes: r.u64(), need;
+    })
+}
+
+fn reply(r: &mut Reader<'_>) -> Read<Reply> {
+    named!(r, Reply {
+        id: r.u64(), need;
+        result: opt(r, reply_body), or_default;
+    })
+}
+
+fn reply_body(r: &mut Reader<'_>) -> Read<ReplyBody> {
+    match tag(r, REPLY_BODIES)? {
+        "published" => named!(r, ReplyBody::Published { receivers: r.u64(), need; }),
+        "stream" => stream_info(r).map(ReplyBody::Stream),
+        "appended" => named!(r, ReplyBody::Appended {
+            partition: r.u32(), need;
+            offset: r.u64(), need;
+            timestamp: r.u64(), need;
+        }),
+        "read_started" => named!(r, ReplyBody::ReadStarted {
+            reader: r.u64(), need;
+            epoch: r.u64(), need;
+            member: opt(r, Reader::string), or_default;
+            partitions: r.vec(reader_partition), need;
+        }),
+        "streams" => named!(r, ReplyBody::Streams { streams: r.vec(stream_info), need; }),
+        "described" => stream_description(r).map(ReplyBody::Described),
+        "queue" => queue_info(r).map(ReplyBody::Queue),
+        "enqueued" => named!(r, ReplyBody::Enqueued { task: r.u64(), need; }),
+        "tasks" => named!(r, ReplyBody::Tasks { tasks: r.vec(task), need; }),
+        "consuming" => named!(r, ReplyBody::Consuming { consumer: r.u64(), need; }),
+        "extended" => named!(r, ReplyBody::Extended { deadline: r.u64(), need; }),
+        "redriven" => named!(r, ReplyBody::Redriven { count: r.u64(), need; }),
+        "queue_stats" => queue_stats(r).map(ReplyBody::QueueStats),
+        "queues" => named!(r, ReplyBody::Queues { queues: r.vec(queue_info), need; }),
+        _ => fault("unknown reply"),
+    }
+}
+
+fn error_frame(r: &mut Reader<'_>) -> Read<ErrorFrame> {
+    named!(r, ErrorFrame {
+        id: opt(r, Reader::u64), or_default;
+        code: r.u16(), need;
+        name: r.string(), need;
+        message: r.string(), need;
+        low_watermark: opt(r, Reader::u64), or_default;
+        epoch: opt(r, Reader::u64), or_default;
+    })
+}
+
+fn deliver(r: &mut Reader<'_>) -> Read<Deliver> {
+    named!(r, Deliver {
+        topic: r.string(), need;
+        data: r.payload(), need;
+        headers: r.headers(), or_default;
+    })
+}
+
+fn notice(r: &mut Reader<'_>) -> Read<Notice> {
+    match tag(r, &["lagged"])? {
+        "lagged" => named!(r, Notice::Lagged { topic: r.string(), need; missed: r.u64(), need; }),
+        _ => fault("unknown notice"),
+    }
+}
+
+fn records(r: &mut Reader<'_>) -> Read<Records> {
+    named!(r, Records {
+        reader: r.u64(), need;
+        partition: r.u32(), need;
+        records: r.vec(record), need;
+    })
+}
+
+fn record(r: &mut Reader<'_>) -> Read<Record> {
+    named!(r, Record {
+        offset: r.u64(), need;
+        timestamp: r.u64(), need;
+        key: opt(r, Reader::string), or_default;
+        headers: r.headers(), or_default;
+        data: r.payload(), need;
+    })
+}
+
+fn assigned(r: &mut Reader<'_>) -> Read<Assigned> {
+    named!(r, Assigned {
+        reader: r.u64(), need;
+        generation: r.u64(), need;
+        partitions: r.vec(partition_offset), need;
+    })
+}
+
+fn partition_offset(r: &mut Reader<'_>) -> Read<PartitionOffset> {
+    named!(r, PartitionOffset { partition: r.u32(), need; offset: r.u64(), need; })
+}
+
+fn revoked(r: &mut Reader<'_>) -> Read<Revoked> {
+    named!(r, Revoked { reader: r.u64(), need; partitions: r.vec(Reader::u32), need; })
+}
+
+fn reader_closed(r: &mut Reader<'_>) -> Read<ReaderClosed> {
+    named!(r, ReaderClosed { reader: r.u64(), need; error: error_frame(r), need; })
+}
+
+fn task_delivery(r: &mut Reader<'_>) -> Read<TaskDelivery> {
+    named!(r, TaskDelivery { consumer: r.u64(), need; task: self::task(r), need; })
+}
+
+fn consumer_closed(r: &mut Reader<'_>) -> Read<ConsumerClosed> {
+    named!(r, ConsumerClosed { consumer: r.u64(), need; error: error_frame(r), need; })
+}
+
+fn stream_info(r: &mut Reader<'_>) -> Read<StreamInfo> {
+    named!(r, StreamInfo {
+        stream: r.string(), need;
+        partitions: r.u32(), need;
+        epoch: r.u64(), need;
+        retention: self::retention(r), need;
+        durability: self::durability(r), need;
+        created: r.u64(), need;
+    })
+}
+
+fn retention(r: &mut Reader<'_>) -> Read<Retention> {
+    named!(r, Retention {
+        max_age_ms: opt(r, Reader::u64), or_default;
+        max_bytes: opt(r, Reader::u64), or_default;
+        max_records: opt(r, Reader::u64), or_default;
+    })
+}
+
+/// A unit variant is written as its name alone, a variant with data as a one-entry map.
+fn durability(r: &mut Reader<'_>) -> Read<Durability> {
+    let Ok(entries) = r.map() else {
+        return match r.str()? {
+            "immediate" => Ok(Durability::Immediate),
+            _ => fault("unknown durability"),
+        };
+    };
+    match (entries, r.key(&["immediate", "interval"])?) {
+        (1, "interval") => r.u64().map(Durability::Interval),
+        _ => fault("unknown durability"),
+    }
+}
+
+fn reader_partition(r: &mut Reader<'_>) -> Read<ReaderPartition> {
+    named!(r, ReaderPartition {
+        partition: r.u32(), need;
+        next: r.u64(), need;
+        low: r.u64(), need;
+        high: r.u64(), need;
+    })
+}
+
+fn stream_description(r: &mut Reader<'_>) -> Read<StreamDescription> {
+    named!(r, StreamDescription {
+        info: stream_info(r), need;
+        partitions: r.vec(partition_info), need;
+        groups: r.vec(group_info), need;
+    })
+}
+
+fn partition_info(r: &mut Reader<'_>) -> Read<PartitionInfo> {
+    named!(r, PartitionInfo {
+        partition: r.u32(), need;
+        low: r.u64(), need;
+        high: r.u64(), need;
+        bytes: r.u64(), need;
+        records: r.u64(), need;
+    })
+}
+
+fn group_info(r: &mut Reader<'_>) -> Read<GroupInfo> {
+    named!(r, GroupInfo {
+        group: r.string(), need;
+        members: r.u32(), need;
+        partitions: r.vec(group_partition_info), need;
+    })
+}
+
+fn group_partition_info(r: &mut Reader<'_>) -> Read<GroupPartitionInfo> {
+    named!(r, GroupPartitionInfo {
+        partition: r.u32(), need;
+        committed: opt(r, Reader::u64), or_default;
+        lag: r.u64(), need;
+    })
+}
+
+fn queue_info(r: &mut Reader<'_>) -> Read<QueueInfo> {
+    named!(r, QueueInfo {
+        queue: r.string(), need;
+        lease_ms: r.u64(), need;
+        max_lease_ms: r.u64(), need;
+        max_attempts: r.u32(), need;
+        backoff_ms: r.vec(Reader::u64), need;
+        dead_letter: opt(r, Reader::string), or_default;
+        dedup_window_ms: r.u64(), need;
+        max_length: r.u64(), need;
+        ordered_by_key: r.bool(), need;
+        created: r.u64(), need;
+    })
+}
+
+fn task(r: &mut Reader<'_>) -> Read<Task> {
+    named!(r, Task {
+        queue: r.string(), need;
+        id: r.u64(), need;
+        lease: r.u64(), need;
+        deadline: r.u64(), need;
+        attempt: r.u32(), need;
+        priority: r.u8(), need;
+        key: opt(r, Reader::string), or_default;
+        headers: r.headers(), or_default;
+        data: r.payload(), need;
+        enqueued: r.u64(), need;
+        dead_letter: opt(r, self::dead_letter), or_default;
+    })
+}
+
+fn dead_letter(r: &mut Reader<'_>) -> Read<DeadLetter> {
+    named!(r, DeadLetter {
+        queue: r.string(), need;
+        task: r.u64(), need;
+        attempts: r.u32(), need;
+        failures: r.u32(), need;
+        reason: opt(r, Reader::string), or_default;
+        enqueued: r.u64(), need;
+        died: r.u64(), need;
+    })
+}
+
+fn queue_stats(r: &mut Reader<'_>) -> Read<QueueStats> {
+    named!(r, QueueStats {
+        queue: r.string(), need;
+        scheduled: r.u64(), need;
+        available: r.u64(), need;
+        leased: r.u64(), need;
+        dead: r.u64(), need;
+        redeliveries: r.u64(), need;
+        oldest_available_ms: r.u64(), need;
+        acks_per_sec: r.f64(), need;
+        consumers: r.u64(), need;
+    })
+}
+
+// Compared with the serde path on the frames of its tests, which need `json`.
+#[cfg(test)]
+#[cfg(feature = "json")]
+mod tests;
