@@ -550,6 +550,29 @@ pub enum ReplyBody {
     Queues { queues: Vec<QueueInfo> },
 }
 
+impl ReplyBody {
+    /// The variant's name as it appears on the wire, for messages about an unexpected reply
+    /// (cheaper in the browser build than formatting the whole body with `Debug`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ReplyBody::Published { .. } => "published",
+            ReplyBody::Stream(_) => "stream",
+            ReplyBody::Appended { .. } => "appended",
+            ReplyBody::ReadStarted { .. } => "read_started",
+            ReplyBody::Streams { .. } => "streams",
+            ReplyBody::Described(_) => "described",
+            ReplyBody::Queue(_) => "queue",
+            ReplyBody::Enqueued { .. } => "enqueued",
+            ReplyBody::Tasks { .. } => "tasks",
+            ReplyBody::Consuming { .. } => "consuming",
+            ReplyBody::Extended { .. } => "extended",
+            ReplyBody::Redriven { .. } => "redriven",
+            ReplyBody::QueueStats(_) => "queue_stats",
+            ReplyBody::Queues { .. } => "queues",
+        }
+    }
+}
+
 /// A failed request, or a frame the hub could not read (then `id` is absent).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorFrame {

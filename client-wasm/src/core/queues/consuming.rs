@@ -253,7 +253,10 @@ impl ClientCore {
             Ok(other) => {
                 let error = ClientError::new(
                     ErrorCode::Internal,
-                    format!("the hub answered a consume with {other:?}"),
+                    format!(
+                        "the hub answered a consume with {}",
+                        other.as_ref().map_or("no result", ReplyBody::name)
+                    ),
                 );
                 self.fail_consumer(now_ms, consumer, error, None);
             }

@@ -370,7 +370,10 @@ impl ClientCore {
             Ok(other) => {
                 let error = ClientError::new(
                     ErrorCode::Internal,
-                    format!("the hub answered a read with {other:?}"),
+                    format!(
+                        "the hub answered a read with {}",
+                        other.as_ref().map_or("no result", ReplyBody::name)
+                    ),
                 );
                 self.fail_reader(now_ms, reader, error, false);
             }

@@ -309,3 +309,26 @@ fn random_and_corrupted_input_should_be_classified_as_the_serde_path_does() {
         assert_same(&bytes);
     }
 }
+
+#[test]
+fn a_reply_body_name_should_be_its_tag_on_the_wire() {
+    let bodies: Vec<ReplyBody> = all_frames()
+        .into_iter()
+        .filter_map(|f| match f {
+            ServerFrame::Ok(Reply { result: Some(body), .. }) => Some(body),
+            _ => None,
+        })
+        .collect();
+    let mut named: Vec<&str> = bodies.iter().map(ReplyBody::name).collect();
+    named.sort_unstable();
+    named.dedup();
+    let mut every = super::REPLY_BODIES.to_vec();
+    every.sort_unstable();
+    assert_eq!(named, every, "every reply body is in the sample");
+    for body in bodies {
+        let bytes = rmp_serde::to_vec_named(&body).unwrap();
+        // {tag: ...}: a one-entry map whose key is a short string.
+        let tag = &bytes[2..2 + usize::from(bytes[1] & 0x1f)];
+        assert_eq!(std::str::from_utf8(tag).unwrap(), body.name());
+    }
+}
