@@ -83,12 +83,7 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
         r.map_err(|e| anyhow::anyhow!("publish: {e:?}"))?;
     }
     let publish_seconds = start.elapsed().as_secs_f64();
-    // Let deliveries drain, then stop the subscribers.
-    let expected = published * o.subscribers as u64;
-    let drain_until = Instant::now() + Duration::from_secs(30);
-    while delivered.load(Ordering::Relaxed) < expected && Instant::now() < drain_until {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_deliveries(&delivered, published * o.subscribers as u64).await;
     let seconds = start.elapsed().as_secs_f64();
     publishing.store(false, Ordering::Relaxed);
     let mut all = histogram();
@@ -177,11 +172,7 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
         }
     }
     let publish_seconds = start.elapsed().as_secs_f64();
-    let expected = published * o.subscribers as u64;
-    let drain_until = Instant::now() + Duration::from_secs(30);
-    while delivered.load(Ordering::Relaxed) < expected && Instant::now() < drain_until {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_deliveries(&delivered, published * o.subscribers as u64).await;
     let seconds = start.elapsed().as_secs_f64();
     publishing.store(false, Ordering::Relaxed);
     let mut all = histogram();
@@ -199,4 +190,12 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
             "publish_seconds": (publish_seconds * 100.0).round() / 100.0,
         }),
     })
+}
+
+/// Lets deliveries drain (at most 30 s) before the subscribers are stopped.
+async fn wait_for_deliveries(delivered: &AtomicU64, expected: u64) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while delivered.load(Ordering::Relaxed) < expected && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

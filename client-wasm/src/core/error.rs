@@ -44,6 +44,20 @@ impl ClientError {
         Self::new(ErrorCode::Disconnected, detail)
     }
 
+    /// Whether a refused restore (of a reader or a consumer) may work if tried again on the
+    /// same session.
+    pub(crate) fn is_passing(&self) -> bool {
+        matches!(
+            self.error_code(),
+            Some(
+                ErrorCode::TooManyInFlight
+                    | ErrorCode::Internal
+                    | ErrorCode::ShuttingDown
+                    | ErrorCode::StorageFailure
+            )
+        )
+    }
+
     pub(crate) fn closed() -> Self {
         Self::new(ErrorCode::Closed, "the client was closed")
     }

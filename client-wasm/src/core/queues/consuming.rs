@@ -28,19 +28,6 @@ use super::{Abandoned, lease_key};
 use crate::core::requests::{Purpose, Request};
 use crate::core::{ClientCore, ClientError, ClientNotice, ConsumerEvent, ConsumerId, OpId, Output};
 
-/// Whether a refused restore may work if tried again on the same session.
-fn is_passing(error: &ClientError) -> bool {
-    matches!(
-        error.error_code(),
-        Some(
-            ErrorCode::TooManyInFlight
-                | ErrorCode::Internal
-                | ErrorCode::ShuttingDown
-                | ErrorCode::StorageFailure
-        )
-    )
-}
-
 impl ClientCore {
     /// Starts a push consumer on `queue` that holds at most `prefetch` unsettled tasks. The
     /// returned id is both the operation's and the consumer's. The operation completes with
@@ -260,7 +247,7 @@ impl ClientCore {
                 );
                 self.fail_consumer(now_ms, consumer, error, None);
             }
-            Err(error) if started && is_passing(&error) => {
+            Err(error) if started && error.is_passing() => {
                 let retry = now_ms.saturating_add(self.config.min_delay_ms);
                 self.queues.consumers.set_timer(consumer, Some(retry));
             }

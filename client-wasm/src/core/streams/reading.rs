@@ -31,19 +31,6 @@ use super::reader::{Reader, Spec};
 use crate::core::requests::{OnDisconnect, Purpose, Request};
 use crate::core::{ClientCore, ClientError, ClientNotice, OpId, Output, ReaderEvent, ReaderId};
 
-/// Whether a refused restore may work if tried again on the same session.
-fn is_passing(error: &ClientError) -> bool {
-    matches!(
-        error.error_code(),
-        Some(
-            ErrorCode::TooManyInFlight
-                | ErrorCode::Internal
-                | ErrorCode::ShuttingDown
-                | ErrorCode::StorageFailure
-        )
-    )
-}
-
 impl ClientCore {
     /// Starts a reader on `stream`. The returned id is both the operation's and the reader's.
     /// The operation completes with [`ReplyBody::ReadStarted`] once the hub started the reader
@@ -379,7 +366,7 @@ impl ClientCore {
             }
             Err(error) => {
                 let started = self.readers.get(reader).is_some_and(|r| r.started);
-                if started && is_passing(&error) {
+                if started && error.is_passing() {
                     let retry = now_ms.saturating_add(self.config.min_delay_ms);
                     self.readers.set_timer(reader, Some(retry));
                 } else {
