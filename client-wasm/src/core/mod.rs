@@ -39,6 +39,7 @@ mod queues;
 mod replies;
 mod requests;
 mod session;
+mod sorted;
 mod streams;
 mod subscriptions;
 

@@ -5,7 +5,9 @@
 //! for the answer), an [`OnDisconnect`] policy (what a lost socket does to it) and a deadline,
 //! so stream and queue operations can reuse it by adding purposes, not machinery.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::VecDeque;
+
+use crate::core::sorted::{SortedMap, SortedSet};
 
 use bytes::Bytes;
 
@@ -70,7 +72,7 @@ pub(crate) struct Request {
 /// The table, the send queue and the in-flight count.
 #[derive(Debug, Default)]
 pub(crate) struct Requests {
-    table: BTreeMap<u64, Request>,
+    table: SortedMap<u64, Request>,
     /// Ids waiting to be sent, in send order. Entries whose request was answered, cancelled or
     /// timed out while queued stay until they reach the front (removing from the middle of a
     /// deque is linear); `queued` counts the live ones.
@@ -78,7 +80,7 @@ pub(crate) struct Requests {
     queued: usize,
     in_flight: usize,
     /// (deadline, id) of every request, so the earliest deadline is the first entry.
-    timers: BTreeSet<(u64, u64)>,
+    timers: SortedSet<(u64, u64)>,
     last_id: u64,
 }
 

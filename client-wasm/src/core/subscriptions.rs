@@ -4,7 +4,7 @@
 //! pattern (a refcount) and delivers each message once per session, so dispatch to every
 //! matching local subscription happens here.
 
-use std::collections::{BTreeMap, BTreeSet};
+use crate::core::sorted::{SortedMap, SortedSet};
 
 use switchboard_protocol::names::pattern_matches;
 
@@ -26,7 +26,7 @@ pub(crate) struct LocalSub {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PatternState {
     /// The local subscriptions using it; the pattern leaves the desired set with the last one.
-    pub(crate) subs: BTreeSet<SubId>,
+    pub(crate) subs: SortedSet<SubId>,
     /// The hub acknowledged it on the current session.
     pub(crate) acked: bool,
     /// The `subscribe` request asking for it on the current session, queued or in flight.
@@ -45,9 +45,9 @@ pub(crate) enum Released {
 /// Every local subscription, the desired pattern set and the pending-subscribe timers.
 #[derive(Debug, Default)]
 pub(crate) struct Subscriptions {
-    subs: BTreeMap<SubId, LocalSub>,
-    patterns: BTreeMap<String, PatternState>,
-    timers: BTreeSet<(u64, SubId)>,
+    subs: SortedMap<SubId, LocalSub>,
+    patterns: SortedMap<String, PatternState>,
+    timers: SortedSet<(u64, SubId)>,
     pending: usize,
 }
 
@@ -82,7 +82,7 @@ impl Subscriptions {
         );
         self.timers.insert((deadline, sub));
         self.pending += 1;
-        let state = self.patterns.entry(pattern.to_owned()).or_default();
+        let state = self.patterns.get_or_insert_with(pattern.to_owned(), PatternState::default);
         state.subs.insert(sub);
         state
     }

@@ -12,7 +12,7 @@
 //! from earlier sessions has ended (settled, or its lease expired), a second `consume` tops the
 //! consumer up to its full prefetch; a consumer has at most two hub consumers per session.
 
-use std::collections::{BTreeMap, BTreeSet};
+use crate::core::sorted::{SortedMap, SortedSet};
 
 use super::leases::Owner;
 use crate::core::ConsumerId;
@@ -71,11 +71,11 @@ impl Consumer {
 
 #[derive(Debug, Default)]
 pub(crate) struct Consumers {
-    consumers: BTreeMap<ConsumerId, Consumer>,
+    consumers: SortedMap<ConsumerId, Consumer>,
     /// Hub consumer id → local id, for the current session only.
-    by_hub: BTreeMap<u64, ConsumerId>,
+    by_hub: SortedMap<u64, ConsumerId>,
     /// (deadline, consumer) of every consumer whose `timer` is set.
-    timers: BTreeSet<(u64, ConsumerId)>,
+    timers: SortedSet<(u64, ConsumerId)>,
     /// Counts sessions: leases delivered under another generation are from earlier sessions.
     generation: u64,
 }

@@ -20,7 +20,7 @@
 //! remembered for [`FORGET_AFTER_MS`] more, so that a settle arriving after the deadline fails
 //! at once instead of waiting for a connection only to be refused.
 
-use std::collections::{BTreeMap, BTreeSet};
+use crate::core::sorted::{SortedMap, SortedSet};
 
 use crate::core::ConsumerId;
 
@@ -51,7 +51,7 @@ struct Lease {
     /// The deadline passed locally; kept only to fail late settles at once.
     expired: bool,
     /// Settle requests naming this lease, queued or in flight.
-    settles: BTreeSet<u64>,
+    settles: SortedSet<u64>,
 }
 
 /// What became of a lease whose timer fired.
@@ -64,9 +64,9 @@ pub(crate) struct Expired {
 
 #[derive(Debug, Default)]
 pub(crate) struct Leases {
-    leases: BTreeMap<LeaseKey, Lease>,
+    leases: SortedMap<LeaseKey, Lease>,
     /// (when, lease): the deadline of a live lease, or when to forget an expired one.
-    timers: BTreeSet<(u64, LeaseKey)>,
+    timers: SortedSet<(u64, LeaseKey)>,
     /// Wall-clock ms minus monotonic ms, once the transport said.
     offset: Option<i128>,
 }
@@ -106,7 +106,7 @@ impl Leases {
             self.timers.insert((at, key.clone()));
         }
         self.leases
-            .insert(key, Lease { deadline, owner, expired: false, settles: BTreeSet::new() });
+            .insert(key, Lease { deadline, owner, expired: false, settles: SortedSet::new() });
         true
     }
 

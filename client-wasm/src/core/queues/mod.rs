@@ -34,7 +34,7 @@ mod consuming;
 mod leases;
 mod settling;
 
-use std::collections::BTreeMap;
+use crate::core::sorted::SortedMap;
 
 use switchboard_protocol::ErrorCode;
 use switchboard_protocol::frame::{
@@ -106,7 +106,7 @@ pub(crate) struct QueueState {
     consumers: Consumers,
     /// Ids of `pull` and `consume` requests sent on this session whose answers nobody waits
     /// for (they timed out, or their consumer stopped first).
-    abandoned: BTreeMap<u64, Abandoned>,
+    abandoned: SortedMap<u64, Abandoned>,
 }
 
 impl QueueState {

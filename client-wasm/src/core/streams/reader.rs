@@ -20,7 +20,9 @@
 //! A restore starts a session with `credit = window - buffered`, so records the application has
 //! not consumed yet are never re-sent and the buffer never exceeds the window.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::core::sorted::SortedMap;
 
 use switchboard_protocol::ErrorCode;
 use switchboard_protocol::streams::{PartitionOffset, ReadFrom, ReaderPartition, Record};
@@ -88,7 +90,7 @@ pub(crate) struct Reader {
     pub(crate) request: Option<u64>,
     pub(crate) epoch: Option<u64>,
     pub(crate) member: Option<String>,
-    partitions: BTreeMap<u32, Partition>,
+    partitions: SortedMap<u32, Partition>,
     last_tag: u64,
     buffer: VecDeque<Buffered>,
     /// How many of `buffer` (its front) came in earlier sessions.
@@ -111,7 +113,7 @@ impl Reader {
             request: None,
             epoch: None,
             member: None,
-            partitions: BTreeMap::new(),
+            partitions: SortedMap::new(),
             last_tag: 0,
             buffer: VecDeque::new(),
             buffered_old: 0,
@@ -141,7 +143,7 @@ impl Reader {
     }
 
     /// The next offset the application has not consumed, per held partition.
-    pub(crate) fn consumed_positions(&self) -> BTreeMap<u32, u64> {
+    pub(crate) fn consumed_positions(&self) -> Vec<(u32, u64)> {
         self.partitions.iter().map(|(&partition, p)| (partition, p.consumed)).collect()
     }
 
@@ -399,7 +401,7 @@ mod tests {
             assert_eq!(r.grant(), Some(4), "half the window consumed");
             assert_conserved(&r);
         }
-        assert_eq!(r.consumed_positions(), BTreeMap::from([(0, 40)]));
+        assert_eq!(r.consumed_positions(), vec![(0, 40)]);
     }
 
     #[test]
@@ -483,6 +485,6 @@ mod tests {
         assert_eq!(r.revoke(&[0]), vec![0]);
         r.assign(2, &[PartitionOffset { partition: 0, offset: 11 }]).unwrap();
         r.consume(4);
-        assert_eq!(r.consumed_positions(), BTreeMap::from([(0, 11)]));
+        assert_eq!(r.consumed_positions(), vec![(0, 11)]);
     }
 }

@@ -17,8 +17,6 @@
 //! reader id the core does not know are ignored; if the hub ever broke that order, the next
 //! records would arrive past the expected offset and end the reader with an error, not skip.
 
-use std::collections::BTreeMap;
-
 use switchboard_protocol::ErrorCode;
 use switchboard_protocol::frame::{
     Assigned, ClientFrame, CloseReader, Commit, Credit, Read, ReaderClosed, Records, ReplyBody,
@@ -157,8 +155,9 @@ impl ClientCore {
         op
     }
 
-    /// The next offset the application has not consumed, per partition the reader holds.
-    pub fn reader_position(&self, reader: ReaderId) -> Option<BTreeMap<u32, u64>> {
+    /// The next offset the application has not consumed, per partition the reader holds, in
+    /// partition order.
+    pub fn reader_position(&self, reader: ReaderId) -> Option<Vec<(u32, u64)>> {
         self.readers.get(reader).map(Reader::consumed_positions)
     }
 

@@ -1,21 +1,21 @@
 //! Every reader of one client: by its local id (the op id of `read`, stable across sessions),
 //! by the hub's id on the current session, and the timers of those waiting for something.
 
-use std::collections::{BTreeMap, BTreeSet};
+use crate::core::sorted::{SortedMap, SortedSet};
 
 use super::reader::Reader;
 use crate::core::ReaderId;
 
 #[derive(Debug, Default)]
 pub(crate) struct Readers {
-    readers: BTreeMap<ReaderId, Reader>,
+    readers: SortedMap<ReaderId, Reader>,
     /// Hub reader id → local id, for the current session only.
-    by_hub: BTreeMap<u64, ReaderId>,
+    by_hub: SortedMap<u64, ReaderId>,
     /// (deadline, reader) of every reader whose `timer` is set.
-    timers: BTreeSet<(u64, ReaderId)>,
+    timers: SortedSet<(u64, ReaderId)>,
     /// Ids of `read` requests sent on this session whose answer nobody waits for any more (they
     /// timed out, or their reader was closed first). A hub reader they start is closed at once.
-    abandoned: BTreeSet<u64>,
+    abandoned: SortedSet<u64>,
 }
 
 impl Readers {
