@@ -69,13 +69,7 @@ impl ClientCore {
             return None;
         }
         let id = self.requests.next_id();
-        let frame = match encode(&build(id)) {
-            Ok(frame) => frame,
-            Err(e) => {
-                self.complete(op, Err(e));
-                return None;
-            }
-        };
+        let frame = encode(&build(id));
         if let Some(limits) = self.limits
             && frame.len() > limits.max_frame_bytes as usize
         {
@@ -257,9 +251,7 @@ impl ClientCore {
         on_disconnect: OnDisconnect,
     ) -> u64 {
         let id = self.requests.next_id();
-        // Frames of this crate always encode; if one ever did not, the request times out
-        // instead of being sent, which the usual paths handle.
-        let frame = encode(&build(id)).unwrap_or_default();
+        let frame = encode(&build(id));
         let request = Request {
             frame,
             purpose,

@@ -49,7 +49,7 @@ mod tests;
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use switchboard_protocol::codec::{self, Format};
+use switchboard_protocol::codec;
 use switchboard_protocol::frame::{ClientFrame, ReplyBody};
 use switchboard_protocol::{ErrorCode, Limits};
 
@@ -287,9 +287,8 @@ impl ClientCore {
     }
 }
 
-/// Encodes a client frame as a binary MessagePack message.
-fn encode(frame: &ClientFrame) -> Result<Bytes, ClientError> {
-    codec::encode(frame, Format::MsgPack)
-        .map(Bytes::from)
-        .map_err(|e| ClientError::new(ErrorCode::Internal, e.to_string()))
+/// Encodes a client frame as a binary MessagePack message, without serde: see
+/// [`codec::lean::encode_client`].
+fn encode(frame: &ClientFrame) -> Bytes {
+    Bytes::from(codec::lean::encode_client(frame))
 }

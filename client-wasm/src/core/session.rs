@@ -40,10 +40,7 @@ impl ClientCore {
             token: self.config.token.clone(),
             client: self.config.name.clone(),
         });
-        match encode(&hello) {
-            Ok(frame) => self.emit(Output::Send(frame)),
-            Err(e) => self.shut_down(e),
-        }
+        self.emit(Output::Send(encode(&hello)));
     }
 
     /// The socket closed or failed to open. `code` is the WebSocket close code if a close frame

@@ -11,6 +11,9 @@
 //! takes, such as enums written as arrays, which no hub sends.
 
 mod reader;
+mod write;
+
+pub use self::write::encode_client;
 
 use self::reader::{Fault, Read, Reader, fault};
 use super::{DecodeError, SERVER_OPS, truncate};
