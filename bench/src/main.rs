@@ -8,6 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod hub;
+// The JetStream half of the driver is used by the append and queue comparisons, next.
+#[allow(dead_code)]
 mod nats;
 mod report;
 mod workloads;

@@ -130,7 +130,10 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
             let mut h = histogram();
             loop {
                 match tokio::time::timeout(Duration::from_millis(500), reader.next()).await {
-                    Ok(Ok(crate::nats::Incoming::Msg { payload })) => {
+                    Ok(Ok(crate::nats::Incoming::Msg(crate::nats::protocol::Msg {
+                        payload,
+                        ..
+                    }))) => {
                         let sent = u64::from_be_bytes(payload[..8].try_into().unwrap_or([0; 8]));
                         h.record((base.elapsed().as_nanos() as u64).saturating_sub(sent) / 1000)
                             .ok();
@@ -167,7 +170,9 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
                 crate::nats::Incoming::Pong => break,
                 crate::nats::Incoming::Ping => publisher.send(b"PONG\r\n".to_vec()).await?,
                 crate::nats::Incoming::Err(e) => anyhow::bail!("nats-server: {e}"),
-                crate::nats::Incoming::Msg { .. } => {}
+                crate::nats::Incoming::Msg(_)
+                | crate::nats::Incoming::Ok
+                | crate::nats::Incoming::Info => {}
             }
         }
     }
