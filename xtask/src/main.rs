@@ -1,9 +1,12 @@
 //! Build and test tasks for the Switchboard workspace, run as `cargo xtask <command>`.
 //!
-//! - `cargo xtask run [-- ARGS]` builds the hub in release mode and runs `switchboard serve ARGS`.
+//! - `cargo xtask run [-- ARGS]` builds the browser client's package and the hub (release), then
+//!   runs `switchboard serve ARGS`.
 //! - `cargo xtask test` checks the toolchain, then runs every check CI gates a landing on, in
 //!   order, stopping at the first failure.
 //! - `cargo xtask wasm` builds the browser client's npm package in `client-wasm/pkg/`.
+//! - `cargo xtask client CHECK` runs one check of that package (see `client.rs`); `test` runs
+//!   them all.
 //!
 //! Every command runs from the workspace root, wherever it was started. To add a check, add a
 //! line to [`TEST_STEPS`]; to add a tool the checks need, add a line to [`TOOLS`].
@@ -15,17 +18,21 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+mod client;
+
 const USAGE: &str = "\
 Usage: cargo xtask <command>
 
 Commands:
-  run [-- ARGS]   Build the hub in release mode and run `switchboard serve ARGS`
-                  (defaults: listen 127.0.0.1:7070, data ./switchboard-data, relative to the
-                  workspace root)
-  test            Check the toolchain, then run fmt, clippy and the tests, stopping at the
-                  first failure
+  run [-- ARGS]   Build the browser client's package (as `wasm` does), then the hub in
+                  release mode, and run `switchboard serve ARGS` (defaults: listen
+                  127.0.0.1:7070, data ./switchboard-data, relative to the workspace root)
+  test            Check the toolchain, then run fmt, clippy, the tests, the benchmark smoke
+                  runs and the browser client's package tests, stopping at the first failure
   wasm            Build the npm package `switchboard-client` in client-wasm/pkg/ (installs
                   the wasm32 target, wasm-bindgen-cli and binaryen's wasm-opt if missing)
+  client CHECK    One check of that package: npm-ci, typecheck, wasm-test node,
+                  wasm-test chromium or js-test (needs Node >= 20, chromium, chromedriver)
   help            Show this text
 ";
 
@@ -99,6 +106,15 @@ const TEST_STEPS: &[Step] = &[
         "bench smoke: connections",
         &["run", "-q", "-p", "switchboard-bench", "--", "connections", "--sessions", "200"],
     ),
+    // The browser client as users get it: the npm package built, its types checked, the
+    // binding's wasm-bindgen tests in Node and in headless Chromium, then the package's own
+    // tests (Node, a Playwright page, a flapping network), all against real hubs.
+    Step::cargo("client package", &["xtask", "wasm"]),
+    Step::cargo("client npm ci", &["xtask", "client", "npm-ci"]),
+    Step::cargo("client typecheck", &["xtask", "client", "typecheck"]),
+    Step::cargo("client wasm tests: node", &["xtask", "client", "wasm-test", "node"]),
+    Step::cargo("client wasm tests: chromium", &["xtask", "client", "wasm-test", "chromium"]),
+    Step::cargo("client package tests", &["xtask", "client", "js-test"]),
 ];
 
 /// The tools [`TEST_STEPS`] need.
@@ -116,6 +132,7 @@ fn main() -> ExitCode {
         Some("run") => run(rest),
         Some("test") => test(),
         Some("wasm") => wasm::build(),
+        Some("client") => client::main(&rest),
         None | Some("help" | "-h" | "--help") => {
             print!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -131,8 +148,11 @@ fn main() -> ExitCode {
     })
 }
 
-/// `cargo xtask run`: the hub in release mode, with `args` passed to `switchboard serve`.
+/// `cargo xtask run`: the browser client's package (served by the hub's web folder), then the
+/// hub in release mode, with `args` passed to `switchboard serve`.
 fn run(args: Vec<OsString>) -> Result<ExitCode> {
+    // It fails with an error, never with an exit code of its own.
+    wasm::build()?;
     let mut command = cargo();
     command
         .args([
@@ -359,7 +379,7 @@ mod wasm {
     /// The npm `binaryen` whose wasm-opt is used. Debian's binaryen (108) writes modules that
     /// fail to load; this one is known to work (see ../shared/TOOLCHAIN.md).
     const BINARYEN: &str = "binaryen@132.0.0";
-    const TARGET: &str = "wasm32-unknown-unknown";
+    pub(super) const TARGET: &str = "wasm32-unknown-unknown";
     const PROFILE: &str = "wasm-release";
     /// The file stem wasm-bindgen gives the glue, the types and the module.
     const NAME: &str = "switchboard_client";
@@ -485,7 +505,7 @@ mod wasm {
     }
 
     /// Adds the wasm32 target with rustup when it is missing.
-    fn ensure_target() -> Result<()> {
+    pub(super) fn ensure_target() -> Result<()> {
         let installed = Command::new("rustup")
             .args(["target", "list", "--installed"])
             .output()
@@ -501,7 +521,7 @@ mod wasm {
     }
 
     /// The wasm-bindgen CLI of [`WASM_BINDGEN_VERSION`], installed with cargo when missing.
-    fn ensure_wasm_bindgen() -> Result<PathBuf> {
+    pub(super) fn ensure_wasm_bindgen() -> Result<PathBuf> {
         let wanted = format!("wasm-bindgen {WASM_BINDGEN_VERSION}");
         let version = || {
             Command::new("wasm-bindgen")
@@ -587,7 +607,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn test_steps_should_run_fmt_then_clippy_then_tests_then_the_bench_smoke_runs() {
+    fn test_steps_should_run_fmt_clippy_tests_then_the_bench_smoke_runs_then_the_client_checks() {
         let lines: Vec<String> = TEST_STEPS.iter().map(|s| describe(&s.command())).collect();
         assert_eq!(
             lines[..3],
@@ -601,7 +621,18 @@ mod tests {
         for (line, workload) in lines[5..].iter().zip(workloads) {
             assert!(line.contains(&format!("switchboard-bench -- {workload} ")), "{line}");
         }
-        assert_eq!(lines.len(), 5 + workloads.len());
+        let client = 5 + workloads.len();
+        assert_eq!(
+            lines[client..],
+            [
+                "cargo xtask wasm",
+                "cargo xtask client npm-ci",
+                "cargo xtask client typecheck",
+                "cargo xtask client wasm-test node",
+                "cargo xtask client wasm-test chromium",
+                "cargo xtask client js-test",
+            ]
+        );
     }
 
     #[test]
