@@ -39,7 +39,7 @@ mod queues;
 mod replies;
 mod requests;
 mod session;
-mod sorted;
+pub(crate) mod sorted;
 mod streams;
 mod subscriptions;
 

@@ -186,20 +186,17 @@ impl Subscriptions {
 
     /// Active local subscriptions whose pattern matches `topic`, in id order.
     pub(crate) fn matching(&self, topic: &str) -> Vec<SubId> {
-        let mut out = Vec::new();
+        let mut out = SortedSet::new();
         for (pattern, state) in &self.patterns {
             if pattern_matches(pattern, topic) {
-                out.extend(
-                    state
-                        .subs
-                        .iter()
-                        .copied()
-                        .filter(|sub| self.subs.get(sub).is_some_and(|l| l.active)),
-                );
+                for &sub in &state.subs {
+                    if self.subs.get(&sub).is_some_and(|l| l.active) {
+                        out.insert(sub);
+                    }
+                }
             }
         }
-        out.sort_unstable();
-        out
+        out.into_iter().collect()
     }
 
     /// Adds `missed` to a subscription's lost-message count.

@@ -4,8 +4,8 @@
 //! (promise callbacks, message handlers, `onState`) may call back into the client, so the driver
 //! never calls JS while it holds its borrow: [`pump`] collects the calls and makes them after.
 
+use crate::core::sorted::SortedMap;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
 use js_sys::{Function, Promise};
@@ -121,11 +121,11 @@ pub(crate) struct Driver {
     /// The armed timer and the deadline it is for.
     timer: Option<(u64, Timer)>,
     tick: Option<Closure<dyn FnMut()>>,
-    pub(super) waiters: HashMap<OpId, Waiter>,
-    pub(super) handlers: HashMap<SubId, Function>,
-    pub(super) readers: HashMap<ReaderId, RecordSink>,
+    pub(super) waiters: SortedMap<OpId, Waiter>,
+    pub(super) handlers: SortedMap<SubId, Function>,
+    pub(super) readers: SortedMap<ReaderId, RecordSink>,
     /// The task handlers of `work`.
-    pub(super) workers: HashMap<ConsumerId, Function>,
+    pub(super) workers: SortedMap<ConsumerId, Function>,
     on_state: Option<Function>,
     on_error: Option<Function>,
     connecting: Vec<Deferred>,
@@ -143,10 +143,10 @@ impl Driver {
             socket: None,
             timer: None,
             tick: None,
-            waiters: HashMap::new(),
-            handlers: HashMap::new(),
-            readers: HashMap::new(),
-            workers: HashMap::new(),
+            waiters: SortedMap::new(),
+            handlers: SortedMap::new(),
+            readers: SortedMap::new(),
+            workers: SortedMap::new(),
             on_state: None,
             on_error: None,
             connecting: Vec::new(),

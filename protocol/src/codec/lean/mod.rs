@@ -10,6 +10,8 @@
 //! tests check this on random and corrupted input). It refuses a few odd encodings serde also
 //! takes, such as enums written as arrays, which no hub sends.
 
+#[cfg(feature = "admin")]
+mod admin;
 mod reader;
 mod write;
 
@@ -23,11 +25,8 @@ use crate::frame::{
     Revoked, ServerFrame, TaskDelivery, Welcome,
 };
 use crate::limits::Limits;
-use crate::queues::{DeadLetter, QueueInfo, QueueStats, Task};
-use crate::streams::{
-    Durability, GroupInfo, GroupPartitionInfo, PartitionInfo, PartitionOffset, ReaderPartition,
-    Record, Retention, StreamDescription, StreamInfo,
-};
+use crate::queues::{DeadLetter, Task};
+use crate::streams::{PartitionOffset, ReaderPartition, Record};
 
 /// Decodes a MessagePack frame sent by the hub.
 ///
@@ -172,6 +171,8 @@ macro_rules! named {
         Ok($($ty)::+ { $($name: $finish($name, stringify!($name))?,)* })
     }};
 }
+#[cfg(feature = "admin")]
+pub(super) use named;
 
 /// The variant name of an externally tagged enum whose variants all carry data; `variants` in
 /// declaration order, for serde's variant indices.
@@ -249,7 +250,6 @@ fn reply(r: &mut Reader<'_>) -> Read<Reply> {
 fn reply_body(r: &mut Reader<'_>) -> Read<ReplyBody> {
     match tag(r, REPLY_BODIES)? {
         "published" => named!(r, ReplyBody::Published { receivers: r.u64(), need; }),
-        "stream" => stream_info(r).map(ReplyBody::Stream),
         "appended" => named!(r, ReplyBody::Appended {
             partition: r.u32(), need;
             offset: r.u64(), need;
@@ -261,17 +261,14 @@ fn reply_body(r: &mut Reader<'_>) -> Read<ReplyBody> {
             member: opt(r, Reader::string), or_default;
             partitions: r.vec(reader_partition), need;
         }),
-        "streams" => named!(r, ReplyBody::Streams { streams: r.vec(stream_info), need; }),
-        "described" => stream_description(r).map(ReplyBody::Described),
-        "queue" => queue_info(r).map(ReplyBody::Queue),
         "enqueued" => named!(r, ReplyBody::Enqueued { task: r.u64(), need; }),
         "tasks" => named!(r, ReplyBody::Tasks { tasks: r.vec(task), need; }),
         "consuming" => named!(r, ReplyBody::Consuming { consumer: r.u64(), need; }),
         "extended" => named!(r, ReplyBody::Extended { deadline: r.u64(), need; }),
-        "redriven" => named!(r, ReplyBody::Redriven { count: r.u64(), need; }),
-        "queue_stats" => queue_stats(r).map(ReplyBody::QueueStats),
-        "queues" => named!(r, ReplyBody::Queues { queues: r.vec(queue_info), need; }),
-        _ => fault("unknown reply"),
+        #[cfg(feature = "admin")]
+        other => admin::reply_body(r, other),
+        #[cfg(not(feature = "admin"))]
+        _ => fault("an admin reply (switchboard-protocol without `admin`)"),
     }
 }
 
@@ -347,94 +344,12 @@ fn consumer_closed(r: &mut Reader<'_>) -> Read<ConsumerClosed> {
     named!(r, ConsumerClosed { consumer: r.u64(), need; error: error_frame(r), need; })
 }
 
-fn stream_info(r: &mut Reader<'_>) -> Read<StreamInfo> {
-    named!(r, StreamInfo {
-        stream: r.string(), need;
-        partitions: r.u32(), need;
-        epoch: r.u64(), need;
-        retention: self::retention(r), need;
-        durability: self::durability(r), need;
-        created: r.u64(), need;
-    })
-}
-
-fn retention(r: &mut Reader<'_>) -> Read<Retention> {
-    named!(r, Retention {
-        max_age_ms: opt(r, Reader::u64), or_default;
-        max_bytes: opt(r, Reader::u64), or_default;
-        max_records: opt(r, Reader::u64), or_default;
-    })
-}
-
-/// A unit variant is written as its name alone, a variant with data as a one-entry map.
-fn durability(r: &mut Reader<'_>) -> Read<Durability> {
-    let Ok(entries) = r.map() else {
-        return match r.str()? {
-            "immediate" => Ok(Durability::Immediate),
-            _ => fault("unknown durability"),
-        };
-    };
-    match (entries, r.key(&["immediate", "interval"])?) {
-        (1, "interval") => r.u64().map(Durability::Interval),
-        _ => fault("unknown durability"),
-    }
-}
-
 fn reader_partition(r: &mut Reader<'_>) -> Read<ReaderPartition> {
     named!(r, ReaderPartition {
         partition: r.u32(), need;
         next: r.u64(), need;
         low: r.u64(), need;
         high: r.u64(), need;
-    })
-}
-
-fn stream_description(r: &mut Reader<'_>) -> Read<StreamDescription> {
-    named!(r, StreamDescription {
-        info: stream_info(r), need;
-        partitions: r.vec(partition_info), need;
-        groups: r.vec(group_info), need;
-    })
-}
-
-fn partition_info(r: &mut Reader<'_>) -> Read<PartitionInfo> {
-    named!(r, PartitionInfo {
-        partition: r.u32(), need;
-        low: r.u64(), need;
-        high: r.u64(), need;
-        bytes: r.u64(), need;
-        records: r.u64(), need;
-    })
-}
-
-fn group_info(r: &mut Reader<'_>) -> Read<GroupInfo> {
-    named!(r, GroupInfo {
-        group: r.string(), need;
-        members: r.u32(), need;
-        partitions: r.vec(group_partition_info), need;
-    })
-}
-
-fn group_partition_info(r: &mut Reader<'_>) -> Read<GroupPartitionInfo> {
-    named!(r, GroupPartitionInfo {
-        partition: r.u32(), need;
-        committed: opt(r, Reader::u64), or_default;
-        lag: r.u64(), need;
-    })
-}
-
-fn queue_info(r: &mut Reader<'_>) -> Read<QueueInfo> {
-    named!(r, QueueInfo {
-        queue: r.string(), need;
-        lease_ms: r.u64(), need;
-        max_lease_ms: r.u64(), need;
-        max_attempts: r.u32(), need;
-        backoff_ms: r.vec(Reader::u64), need;
-        dead_letter: opt(r, Reader::string), or_default;
-        dedup_window_ms: r.u64(), need;
-        max_length: r.u64(), need;
-        ordered_by_key: r.bool(), need;
-        created: r.u64(), need;
     })
 }
 
@@ -463,20 +378,6 @@ fn dead_letter(r: &mut Reader<'_>) -> Read<DeadLetter> {
         reason: opt(r, Reader::string), or_default;
         enqueued: r.u64(), need;
         died: r.u64(), need;
-    })
-}
-
-fn queue_stats(r: &mut Reader<'_>) -> Read<QueueStats> {
-    named!(r, QueueStats {
-        queue: r.string(), need;
-        scheduled: r.u64(), need;
-        available: r.u64(), need;
-        leased: r.u64(), need;
-        dead: r.u64(), need;
-        redeliveries: r.u64(), need;
-        oldest_available_ms: r.u64(), need;
-        acks_per_sec: r.f64(), need;
-        consumers: r.u64(), need;
     })
 }
 

@@ -99,6 +99,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A float, or an integer read as one (as serde does).
+    #[cfg(feature = "admin")]
     pub fn f64(&mut self) -> Read<f64> {
         match self.peek()? {
             0xca => {
@@ -141,6 +142,7 @@ impl<'a> Reader<'a> {
         Ok(Some(int))
     }
 
+    #[cfg(feature = "admin")]
     pub fn bool(&mut self) -> Read<bool> {
         match self.byte()? {
             0xc2 => Ok(false),
