@@ -8,8 +8,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod hub;
-// The JetStream half of the driver is used by the append and queue comparisons, next.
-#[allow(dead_code)]
 mod nats;
 mod report;
 mod workloads;
@@ -74,8 +72,17 @@ fn main() -> anyhow::Result<()> {
                     if versus { Some(workloads::fanout::run_nats(&o).await?) } else { None };
                 anyhow::Ok((hub, other))
             }
-            Workload::Append(o) => Ok((workloads::append::run(&cli.common, o).await?, None)),
-            Workload::Queue(o) => Ok((workloads::queue::run(&cli.common, o).await?, None)),
+            Workload::Append(o) => {
+                let hub = workloads::append::run(&cli.common, o.clone()).await?;
+                let other =
+                    if versus { Some(workloads::append::run_nats(&o).await?) } else { None };
+                anyhow::Ok((hub, other))
+            }
+            Workload::Queue(o) => {
+                let hub = workloads::queue::run(&cli.common, o.clone()).await?;
+                let other = if versus { Some(workloads::queue::run_nats(&o).await?) } else { None };
+                anyhow::Ok((hub, other))
+            }
             Workload::Replay(o) => Ok((workloads::replay::run(&cli.common, o).await?, None)),
             Workload::Connections(o) => {
                 Ok((workloads::connections::run(&cli.common, o).await?, None))

@@ -111,5 +111,8 @@ pub fn ratio(hub: &Outcome, other: &Outcome) -> String {
     if let (Some(a), Some(b)) = (&hub.latency, &other.latency) {
         line.push_str(&format!(", p99 hub {}µs vs nats {}µs", a.p99, b.p99));
     }
+    if let Some(caveat) = other.details.get("caveat").and_then(Value::as_str) {
+        line.push_str(&format!(" ({caveat})"));
+    }
     line
 }

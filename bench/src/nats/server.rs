@@ -97,7 +97,7 @@ impl NatsServer {
             format!("nats-server {} fsyncs before each ack, like the hub", self.version)
         } else {
             format!(
-                "nats-server {} acks without fsync (it rejects sync_interval, and has no other option for it); the hub acks after fsync",
+                "nats-server {} acks before fsync: it rejects sync_interval and has no other option for it; the hub acks after fsync",
                 self.version
             )
         }

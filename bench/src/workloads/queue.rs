@@ -9,10 +9,11 @@ use switchboard_client::{EnqueueOptions, PullOptions};
 
 use crate::Common;
 use crate::hub::Hub;
+use crate::nats::{NatsClient, NatsServer, jetstream};
 use crate::report::{Latency, Outcome, histogram};
 
 /// Options of the queue workload.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Options {
     /// Enqueues in flight at once, each awaited (acknowledged after fsync).
     #[arg(long, default_value_t = 128)]
@@ -23,6 +24,10 @@ pub struct Options {
     /// Tasks each pull takes at most.
     #[arg(long, default_value_t = 64)]
     pub batch: u32,
+    /// How long a pull waits for its first task, in milliseconds (against NATS: the fetch's
+    /// `expires`).
+    #[arg(long, default_value_t = 200)]
+    pub wait_ms: u64,
     /// Task size in bytes.
     #[arg(long, default_value_t = 128)]
     pub size: usize,
@@ -34,7 +39,7 @@ pub struct Options {
 /// Runs the workload.
 pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
     let hub = Hub::start(common, &[])?;
-    let producers = super::clients(&hub.url, 8).await?;
+    let producers = super::clients(&hub.url, PRODUCER_CONNECTIONS).await?;
     let base = Instant::now();
     let start = Instant::now();
     let until = start + Duration::from_secs_f64(o.seconds);
@@ -62,11 +67,12 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
         let client = super::clients(&hub.url, 1).await?.remove(0);
         let producing = producing.clone();
         let batch = o.batch;
+        let wait_ms = o.wait_ms;
         workers.push(tokio::spawn(async move {
             let mut h = histogram();
             let mut acked = 0u64;
             loop {
-                let options = PullOptions { max: batch, wait_ms: 200 };
+                let options = PullOptions { max: batch, wait_ms };
                 let got = client
                     .pull("bench.queue", options)
                     .await
@@ -106,6 +112,118 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
         count: acked,
         seconds,
         latency: Some(Latency::of(&all)),
-        details: json!({ "producers": o.producers, "workers": o.workers, "batch": o.batch, "size": o.size, "enqueued": enqueued }),
+        details: json!({
+            "producers": o.producers, "workers": o.workers, "batch": o.batch, "wait_ms": o.wait_ms,
+            "size": o.size, "enqueued": enqueued,
+        }),
+    })
+}
+
+/// Connections the producers share, on both systems.
+const PRODUCER_CONNECTIONS: usize = 8;
+
+/// The same workload against a JetStream work-queue stream (file storage) over WebSocket: the
+/// same producers over as many connections, each publish awaiting its acknowledgement and
+/// carrying a `Nats-Msg-Id` (as each enqueue carries an idempotency key); the same workers, one
+/// connection each, fetching from one durable pull consumer with the same batch and wait, and
+/// acknowledging each task explicitly. nats-server 2.9 does not answer an ack, so a worker
+/// waits for the `PONG` of a `PING` sent after its acks, as a hub worker waits for its acks'
+/// replies, before it takes the time and fetches again.
+pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
+    const STREAM: &str = "BENCH_QUEUE";
+    const CONSUMER: &str = "workers";
+    let server = NatsServer::start().await?;
+    let timeout = Duration::from_secs(60);
+    let mut producers = Vec::new();
+    for _ in 0..PRODUCER_CONNECTIONS {
+        producers.push(NatsClient::connect(&server.url, timeout).await?);
+    }
+    let subjects = vec!["bench.queue".to_owned()];
+    let retention = jetstream::Retention::WorkQueue;
+    jetstream::create_stream(&producers[0], STREAM, &subjects, retention).await?;
+    // Never the limit: each worker acks its batch before it fetches again.
+    let max_ack_pending = (o.workers.max(1) as i64) * i64::from(o.batch) * 2;
+    jetstream::create_pull_consumer(&producers[0], STREAM, CONSUMER, max_ack_pending).await?;
+    let base = Instant::now();
+    let start = Instant::now();
+    let until = start + Duration::from_secs_f64(o.seconds);
+    let producing = Arc::new(AtomicBool::new(true));
+    let mut tasks = Vec::new();
+    for p in 0..o.producers {
+        let client = producers[p % producers.len()].clone();
+        let size = o.size.max(8);
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < until {
+                let mut data = super::payload(size);
+                data[..8].copy_from_slice(&(base.elapsed().as_nanos() as u64).to_be_bytes());
+                let id = format!("p{p}-{n}");
+                let ack = jetstream::publish(&client, "bench.queue", &id, &data).await?;
+                anyhow::ensure!(!ack.duplicate, "publish {id} was taken for a duplicate");
+                n += 1;
+            }
+            anyhow::Ok(n)
+        }));
+    }
+    let mut workers = Vec::new();
+    for _ in 0..o.workers {
+        let client = NatsClient::connect(&server.url, timeout).await?;
+        let mut puller = jetstream::Puller::new(&client, STREAM, CONSUMER).await?;
+        let producing = producing.clone();
+        let (batch, wait) = (o.batch, Duration::from_millis(o.wait_ms));
+        workers.push(tokio::spawn(async move {
+            let mut h = histogram();
+            let (mut acked, mut empty) = (0u64, 0u64);
+            loop {
+                let got = puller.fetch(batch, wait).await?;
+                if got.is_empty() {
+                    empty += 1;
+                    if !producing.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    continue;
+                }
+                puller.ack(&got).await?;
+                let now = base.elapsed().as_nanos() as u64;
+                for m in &got {
+                    let sent = m.payload.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]);
+                    let sent = u64::from_be_bytes(sent);
+                    h.record(now.saturating_sub(sent) / 1000).ok();
+                }
+                acked += got.len() as u64;
+            }
+            anyhow::Ok((acked, empty, h))
+        }));
+    }
+    let mut enqueued = 0;
+    for t in tasks {
+        enqueued += t.await??;
+    }
+    producing.store(false, Ordering::Relaxed);
+    let (mut acked, mut empty_fetches) = (0, 0);
+    let mut all = histogram();
+    for w in workers {
+        let (n, empty, h) = w.await??;
+        acked += n;
+        empty_fetches += empty;
+        all.add(h).ok();
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(Outcome {
+        workload: if server.fsync_before_ack {
+            "queue (nats-server JetStream work queue, file store, fsync before ack)"
+        } else {
+            "queue (nats-server JetStream work queue, file store, no fsync before ack)"
+        },
+        unit: "tasks",
+        count: acked,
+        seconds,
+        latency: Some(Latency::of(&all)),
+        details: json!({
+            "producers": o.producers, "workers": o.workers, "batch": o.batch, "wait_ms": o.wait_ms,
+            "size": o.size, "enqueued": enqueued, "empty_fetches": empty_fetches,
+            "server": server.version, "fsync_before_ack": server.fsync_before_ack,
+            "caveat": server.durability(),
+        }),
     })
 }
