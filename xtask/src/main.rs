@@ -379,6 +379,10 @@ mod wasm {
     /// The npm `binaryen` whose wasm-opt is used. Debian's binaryen (108) writes modules that
     /// fail to load; this one is known to work (see ../shared/TOOLCHAIN.md).
     const BINARYEN: &str = "binaryen@132.0.0";
+    /// The npm `terser` that minifies the JS glue wasm-bindgen writes.
+    const TERSER: &str = "terser@5.44.1";
+    /// The size budget of the package: `.wasm` plus JS glue, gzipped.
+    const BUDGET_BYTES: u64 = 80 * 1024;
     pub(super) const TARGET: &str = "wasm32-unknown-unknown";
     const PROFILE: &str = "wasm-release";
     /// The file stem wasm-bindgen gives the glue, the types and the module.
@@ -397,7 +401,7 @@ mod wasm {
         let root = workspace_root();
         ensure_target()?;
         let bindgen = ensure_wasm_bindgen()?;
-        let wasm_opt = ensure_wasm_opt(&root)?;
+        let tools = ensure_npm_tools(&root)?;
 
         let mut build = cargo();
         build
@@ -420,9 +424,19 @@ mod wasm {
         run(bind)?;
 
         let bg = pkg.join(format!("{NAME}_bg.wasm"));
-        let mut opt = Command::new(&wasm_opt);
+        let mut opt = Command::new(tools.join("wasm-opt"));
         opt.arg("-Oz").args(WASM_FEATURES).arg(&bg).arg("-o").arg(&bg).current_dir(&root);
         run(opt)?;
+
+        // The glue's exports are the API; its comments repeat the .d.ts, so ship it minified.
+        let glue = pkg.join(format!("{NAME}.js"));
+        let mut minify = Command::new(tools.join("terser"));
+        minify
+            .arg(&glue)
+            .args(["--module", "--compress", "--mangle", "--output"])
+            .arg(&glue)
+            .current_dir(&root);
+        run(minify)?;
 
         // The entry point with a Node-aware `init()`, its types and the README.
         let sources = root.join("client-wasm").join("npm");
@@ -433,7 +447,6 @@ mod wasm {
         std::fs::write(pkg.join("package.json"), package_json(env!("CARGO_PKG_VERSION")))
             .context("cannot write package.json")?;
 
-        let glue = pkg.join(format!("{NAME}.js"));
         let (raw_wasm, gz_wasm) = (file_size(&bg)?, gzipped_size(&bg)?);
         let (raw_js, gz_js) = (file_size(&glue)?, gzipped_size(&glue)?);
         let size = format!(
@@ -457,6 +470,12 @@ mod wasm {
             gz_wasm + gz_js,
             (gz_wasm + gz_js) as f64 / 1024.0
         );
+        let total = gz_wasm + gz_js;
+        if total > BUDGET_BYTES {
+            println!("  over the {} budget by {}", kb(BUDGET_BYTES), kb(total - BUDGET_BYTES));
+        } else {
+            println!("  within the {} budget", kb(BUDGET_BYTES));
+        }
         Ok(ExitCode::SUCCESS)
     }
 
@@ -550,25 +569,29 @@ mod wasm {
         }
     }
 
-    /// binaryen's wasm-opt from npm, installed into target/wasm-tools when missing.
-    fn ensure_wasm_opt(root: &Path) -> Result<PathBuf> {
+    /// binaryen's wasm-opt and terser from npm, installed into target/wasm-tools when
+    /// missing; answers the folder holding their commands.
+    fn ensure_npm_tools(root: &Path) -> Result<PathBuf> {
         let dir = root.join("target").join("wasm-tools");
-        let wasm_opt = dir.join("node_modules").join(".bin").join("wasm-opt");
-        if wasm_opt.exists() {
-            return Ok(wasm_opt);
+        let bin = dir.join("node_modules").join(".bin");
+        if bin.join("wasm-opt").exists() && bin.join("terser").exists() {
+            return Ok(bin);
         }
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let mut install = Command::new("npm");
         install.args(["install", "--no-save", "--no-audit", "--no-fund", "--prefix"]).arg(&dir);
-        install.arg(BINARYEN);
+        install.args([BINARYEN, TERSER]);
         run(install).context(format!(
-            "cannot install wasm-opt; it needs Node.js and npm (`npm install {BINARYEN}`)"
+            "cannot install wasm-opt and terser; they need Node.js and npm \
+             (`npm install {BINARYEN} {TERSER}`)"
         ))?;
-        if !wasm_opt.exists() {
-            bail!("npm installed {BINARYEN} but {} is missing", wasm_opt.display());
+        for tool in ["wasm-opt", "terser"] {
+            if !bin.join(tool).exists() {
+                bail!("npm installed {BINARYEN} and {TERSER} but {tool} is missing");
+            }
         }
-        Ok(wasm_opt)
+        Ok(bin)
     }
 
     fn run(mut command: Command) -> Result<()> {
