@@ -4,6 +4,10 @@
 //! 127.0.0.1 with a temporary data directory) unless `--url` points at a running one, drives it
 //! over WebSocket with the project's native client, prints a one-line summary and, with
 //! `--json FILE`, writes the figures as JSON.
+//!
+//! With `--vs nats`, `fanout`, `append` and `queue` then run the same workload, with the same
+//! concurrency and in-flight windows, against a nats-server of their own over WebSocket (see
+//! [`nats`]), and print its summary and a hub/nats ratio line; the JSON holds both.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,13 +20,25 @@ use clap::{Args, Parser, Subcommand};
 
 /// Load generator for the Switchboard hub.
 #[derive(Debug, Parser)]
-#[command(name = "switchboard-bench", version, about)]
+#[command(name = "switchboard-bench", version, about, after_help = EXAMPLES)]
 struct Cli {
     #[command(flatten)]
     common: Common,
     #[command(subcommand)]
     workload: Workload,
 }
+
+const EXAMPLES: &str = "\
+Examples:
+  switchboard-bench append --seconds 3
+  switchboard-bench append --vs nats --partitions 4   # then a JetStream file stream over 4 subjects
+  switchboard-bench queue --vs nats                   # then a JetStream work queue, durable pull consumer
+  switchboard-bench fanout --vs nats                  # then core NATS subjects
+  switchboard-bench --json out.json queue --vs nats   # both results in one JSON object
+
+--vs nats starts nats-server (/usr/sbin/nats-server) on 127.0.0.1 with WebSocket and JetStream in a
+temporary file store. nats-server 2.9 cannot fsync before acknowledging (it rejects sync_interval):
+its append and queue results are then labelled \"no fsync before ack\", while the hub fsyncs first.";
 
 /// Options every workload takes.
 #[derive(Debug, Args, Clone)]
@@ -36,18 +52,21 @@ pub struct Common {
     /// Write the results as JSON to this file.
     #[arg(long, global = true)]
     pub json: Option<std::path::PathBuf>,
-    /// Run the same workload against another system too and print the ratios (`nats`).
+    /// Run the same workload against another system too and print the ratios (`nats`: for
+    /// fanout, append and queue).
     #[arg(long = "vs", global = true)]
     pub versus: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Workload {
-    /// 1 publisher → N subscribers on one topic.
+    /// 1 publisher → N subscribers on one topic. With --vs nats: core NATS subjects.
     Fanout(workloads::fanout::Options),
     /// Concurrent producers appending to a stream, each append awaited (acked after fsync).
+    /// With --vs nats: acked publishes to a JetStream file stream.
     Append(workloads::append::Options),
-    /// Producers enqueue, workers pull and ack; end-to-end tasks/s.
+    /// Producers enqueue, workers pull and ack; end-to-end tasks/s. With --vs nats: a JetStream
+    /// work-queue stream with a durable pull consumer and explicit acks.
     Queue(workloads::queue::Options),
     /// Read stored records from earliest through one client.
     Replay(workloads::replay::Options),
@@ -89,6 +108,10 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })?;
+    for outcome in std::iter::once(&hub).chain(&other) {
+        // A run that completed nothing measured nothing: fail rather than print a zero rate.
+        anyhow::ensure!(outcome.count > 0, "{}: no {} completed", outcome.workload, outcome.unit);
+    }
     println!("{}", hub.summary());
     let mut json = hub.json();
     match &other {
