@@ -335,42 +335,7 @@ async fn read(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures_util::{SinkExt, StreamExt};
-    use tokio::net::TcpListener;
-    use tokio_tungstenite::tungstenite::Message;
-
-    /// A fake nats-server: answers the handshake, then runs `script` on what it receives.
-    async fn fake<F, Fut>(script: F) -> String
-    where
-        F: FnOnce(tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) -> Fut
-            + Send
-            + 'static,
-        Fut: std::future::Future<Output = ()> + Send,
-    {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("ws://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
-            ws.send(Message::Binary(b"INFO {}\r\n".to_vec().into())).await.unwrap();
-            let connect = ws.next().await.unwrap().unwrap();
-            assert!(connect.into_data().starts_with(b"CONNECT "));
-            ws.send(Message::Binary(b"PONG\r\n".to_vec().into())).await.unwrap();
-            script(ws).await;
-        });
-        url
-    }
-
-    type Server = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
-
-    /// Receives until every one of `needles` has been seen.
-    async fn until(ws: &mut Server, needles: &[&[u8]]) -> Vec<u8> {
-        let mut seen = Vec::new();
-        while !needles.iter().all(|n| seen.windows(n.len()).any(|w| w == *n)) {
-            seen.extend_from_slice(&ws.next().await.unwrap().unwrap().into_data());
-        }
-        seen
-    }
+    use crate::nats::fake::{fake, say, until};
 
     #[tokio::test]
     async fn a_request_should_get_its_reply_and_a_server_ping_its_pong() {
@@ -378,11 +343,10 @@ mod tests {
             let seen = until(&mut ws, &[b"\r\nhi\r\n"]).await;
             let text = String::from_utf8(seen).unwrap();
             let reply = text.split("PUB s ").nth(1).unwrap().split(' ').next().unwrap().to_owned();
-            let answer = format!("PING\r\nMSG {reply} 1 2\r\nok\r\n");
-            ws.send(Message::Binary(answer.into_bytes().into())).await.unwrap();
+            say(&mut ws, &format!("PING\r\nMSG {reply} 1 2\r\nok\r\n")).await;
             // The client's PONG, then the PING of its flush: answered only if the PONG came.
             until(&mut ws, &[b"PONG\r\n", b"PING\r\n"]).await;
-            ws.send(Message::Binary(b"PONG\r\n".to_vec().into())).await.unwrap();
+            say(&mut ws, "PONG\r\n").await;
             futures_util::future::pending::<()>().await;
         })
         .await;
@@ -396,9 +360,7 @@ mod tests {
     async fn an_err_from_the_server_should_fail_waiting_requests_with_its_text() {
         let url = fake(|mut ws| async move {
             until(&mut ws, &[b"\r\nhi\r\n"]).await;
-            ws.send(Message::Binary(b"-ERR 'Maximum Payload Violation'\r\n".to_vec().into()))
-                .await
-                .unwrap();
+            say(&mut ws, "-ERR 'Maximum Payload Violation'\r\n").await;
             futures_util::future::pending::<()>().await;
         })
         .await;

@@ -227,6 +227,7 @@ impl Puller {
 mod tests {
     use super::*;
     use crate::nats::Status;
+    use crate::nats::fake::{fake, say, until};
 
     fn reply(payload: &str) -> Msg {
         Msg {
@@ -300,5 +301,66 @@ mod tests {
         let consumer = pull_consumer_config("Q", "W", 1000);
         assert_eq!(consumer["config"]["ack_policy"], "explicit");
         assert_eq!(consumer["stream_name"], "Q");
+    }
+
+    /// The `SUB` of the puller's inbox: its subject and id.
+    fn subscription(seen: &[u8]) -> (String, String) {
+        let text = String::from_utf8_lossy(seen);
+        let line = text.lines().find(|l| l.starts_with("SUB _INBOX") && !l.contains(".*")).unwrap();
+        let mut parts = line.split(' ').skip(1);
+        (parts.next().unwrap().to_owned(), parts.next().unwrap().to_owned())
+    }
+
+    fn status(inbox: &str, sid: &str, line: &str) -> String {
+        let block = format!("NATS/1.0 {line}\r\n\r\n");
+        format!("HMSG {inbox} {sid} {} {}\r\n{block}\r\n", block.len(), block.len())
+    }
+
+    #[tokio::test]
+    async fn fetch_should_end_at_a_408_and_fail_on_a_409_and_ack_should_wait_for_the_server() {
+        let url = fake(|mut ws| async move {
+            let seen = until(&mut ws, &[b"PING\r\n"]).await;
+            let (inbox, sid) = subscription(&seen);
+            say(&mut ws, "PONG\r\n").await;
+            until(&mut ws, &[b"MSG.NEXT.Q.W"]).await;
+            let two = format!("MSG q {sid} $JS.ACK.a 1\r\na\r\nMSG q {sid} $JS.ACK.b 1\r\nb\r\n");
+            say(&mut ws, &(two + &status(&inbox, &sid, "408 Request Timeout"))).await;
+            until(&mut ws, &[b"MSG.NEXT.Q.W"]).await;
+            say(&mut ws, &status(&inbox, &sid, "409 Exceeded MaxWaiting")).await;
+            // Answers the PING after the acks only once both acks came.
+            until(
+                &mut ws,
+                &[b"PUB $JS.ACK.a 4\r\n+ACK\r\n", b"PUB $JS.ACK.b 4\r\n+ACK\r\n", b"PING"],
+            )
+            .await;
+            say(&mut ws, "PONG\r\n").await;
+            std::future::pending::<()>().await;
+        })
+        .await;
+        let client = NatsClient::connect(&url, Duration::from_secs(2)).await.unwrap();
+        let mut puller = Puller::new(&client, "Q", "W").await.unwrap();
+        let got = puller.fetch(10, Duration::from_millis(100)).await.unwrap();
+        let payloads: Vec<&[u8]> = got.iter().map(|m| m.payload.as_slice()).collect();
+        assert_eq!(payloads, [b"a", b"b"]);
+        let refused = puller.fetch(10, Duration::from_millis(100)).await.unwrap_err();
+        assert!(
+            matches!(&refused, NatsError::Status { status, .. } if status.code == 409),
+            "{refused:?}"
+        );
+        puller.ack(&got).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_fetch_the_server_never_ends_should_time_out() {
+        let url = fake(|mut ws| async move {
+            until(&mut ws, &[b"PING\r\n"]).await;
+            say(&mut ws, "PONG\r\n").await;
+            std::future::pending::<()>().await;
+        })
+        .await;
+        let client = NatsClient::connect(&url, Duration::from_millis(100)).await.unwrap();
+        let mut puller = Puller::new(&client, "Q", "W").await.unwrap();
+        let error = puller.fetch(10, Duration::from_millis(50)).await.unwrap_err();
+        assert!(matches!(error, NatsError::Timeout { .. }), "{error:?}");
     }
 }

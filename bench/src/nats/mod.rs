@@ -10,6 +10,8 @@
 
 pub mod client;
 pub mod connection;
+#[cfg(test)]
+mod fake;
 pub mod jetstream;
 pub mod protocol;
 pub mod server;
