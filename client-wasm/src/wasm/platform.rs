@@ -79,10 +79,22 @@ pub(crate) fn call_handler(
 ) {
     match handler.call1(&JsValue::UNDEFINED, argument) {
         Ok(value) if is_thenable(&value) => {
+            // One closure for both outcomes, bound to each: the promise calls exactly one of
+            // them, once, which also frees the closure.
+            let settled = Closure::once_into_js(move |fulfilled: bool, value: JsValue| {
+                done(if fulfilled { Ok(value) } else { Err(value) });
+            })
+            .unchecked_into::<Function>();
             let promise = Promise::resolve(&value);
-            wasm_bindgen_futures::spawn_local(async move {
-                done(wasm_bindgen_futures::JsFuture::from(promise).await);
-            });
+            let then = Reflect::get(&promise, &JsValue::from_str("then"))
+                .map(JsCast::unchecked_into::<Function>);
+            if let Ok(then) = then {
+                let _ = then.call2(
+                    &promise,
+                    &settled.bind1(&JsValue::NULL, &JsValue::TRUE),
+                    &settled.bind1(&JsValue::NULL, &JsValue::FALSE),
+                );
+            }
         }
         ended => done(ended),
     }
