@@ -43,7 +43,13 @@ test("appends, a reader and a worker through 20+ connection cuts should lose and
   const readerClient = await connect(proxy.url);
   const workerClient = await connect(proxy.url);
   const errors = [];
-  for (const c of [producer, readerClient, workerClient]) c.onError((e) => errors.push(`${e.name}: ${e.message}`));
+  const reconnects = [0, 0, 0];
+  [producer, readerClient, workerClient].forEach((c, i) => {
+    c.onError((e) => errors.push(`${e.name}: ${e.message}`));
+    c.onState((state) => {
+      if (state === "reconnecting") reconnects[i] += 1;
+    });
+  });
 
   // The stream must exist before the reader starts; record 0 is appended straight away.
   const appended = ["r-0"];
@@ -98,7 +104,9 @@ test("appends, a reader and a worker through 20+ connection cuts should lose and
   await produce;
   assert.ok(cuts >= CUTS, `only ${cuts} cuts`);
   assert.deepEqual(failures, [], "calls failed instead of being retried");
-  assert.ok(appended.length > 100, `only ${appended.length} appends in ${cuts} cuts`);
+  assert.ok(appended.length > 2 * CUTS, `only ${appended.length} appends in ${cuts} cuts`);
+  // Each client was cut off again and again, not just once.
+  for (const n of reconnects) assert.ok(n >= CUTS / 2, `reconnects per client: ${reconnects}`);
 
   // The reader: every offset once, in order.
   await until(() => offsets.length >= appended.length, 30_000, `reader at ${offsets.length}/${appended.length}`);
@@ -145,6 +153,7 @@ test("appends, a reader and a worker through 20+ connection cuts should lose and
 
   console.log(
     `flapping: ${cuts} cuts, ${appended.length} appends, ${enqueued.length} tasks, ` +
-      `${handled.size} leases handled, onError: ${errors.length ? errors.join("; ") : "none"}`,
+      `${handled.size} leases handled, reconnects ${reconnects.join("/")}, ` +
+      `onError: ${errors.length ? errors.join("; ") : "none"}`,
   );
 });
