@@ -4,7 +4,6 @@
 //! valid UTF-8 is written as a plain string and any other payload as `{"base64": "..."}`; when
 //! reading JSON, a string, an array of byte numbers and the base64 object are all accepted.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use base64::Engine as _;
@@ -13,8 +12,126 @@ use bytes::Bytes;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// String headers attached to a message. Sorted, so encodings are deterministic.
-pub type Headers = BTreeMap<String, String>;
+/// String headers attached to a message: names to values, each name once, kept sorted by name
+/// so encodings are deterministic. Encoded as a map, like a `BTreeMap<String, String>`.
+///
+/// A message has a handful of headers, so they are a sorted vector: lookups are a binary
+/// search, and the type costs the browser client far less code than a B-tree.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Headers(Vec<(String, String)>);
+
+impl Headers {
+    pub fn new() -> Self {
+        Headers(Vec::new())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(n, _)| n.as_str().cmp(name))
+    }
+
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Option<&String> {
+        self.find(name).ok().map(|i| &self.0[i].1)
+    }
+
+    /// Sets `name` to `value`; answers the value it replaced.
+    pub fn insert(&mut self, name: String, value: String) -> Option<String> {
+        match self.find(&name) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Err(i) => {
+                self.0.insert(i, (name, value));
+                None
+            }
+        }
+    }
+
+    /// Names and values, in name order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&String, &String)> {
+        self.0.iter().map(|(n, v)| (n, v))
+    }
+}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<N: Into<String>, V: Into<String>> FromIterator<(N, V)> for Headers {
+    fn from_iter<I: IntoIterator<Item = (N, V)>>(iter: I) -> Self {
+        let mut headers = Headers::new();
+        for (name, value) in iter {
+            headers.insert(name.into(), value.into());
+        }
+        headers
+    }
+}
+
+impl<N: Into<String>, V: Into<String>, const K: usize> From<[(N, V); K]> for Headers {
+    fn from(pairs: [(N, V); K]) -> Self {
+        pairs.into_iter().collect()
+    }
+}
+
+impl IntoIterator for Headers {
+    type Item = (String, String);
+    type IntoIter = std::vec::IntoIter<(String, String)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Headers {
+    type Item = (&'a String, &'a String);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, String)>,
+        fn(&'a (String, String)) -> Self::Item,
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(n, v)| (n, v))
+    }
+}
+
+impl Serialize for Headers {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Headers {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(HeadersVisitor)
+    }
+}
+
+struct HeadersVisitor;
+
+impl<'de> Visitor<'de> for HeadersVisitor {
+    type Value = Headers;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map of strings to strings")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Headers, A::Error> {
+        let mut headers = Headers::new();
+        // A repeated name keeps its last value, as a map type would.
+        while let Some((name, value)) = map.next_entry::<String, String>()? {
+            headers.insert(name, value);
+        }
+        Ok(headers)
+    }
+}
 
 /// An opaque message body. Cloning shares the bytes.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
@@ -190,5 +307,27 @@ mod tests {
         assert!(serde_json::from_str::<Payload>(r#"{"hex":"00"}"#).is_err());
         assert!(serde_json::from_str::<Payload>("[256]").is_err());
         assert!(serde_json::from_str::<Payload>("12").is_err());
+    }
+
+    #[test]
+    fn headers_should_encode_like_a_sorted_map_and_keep_the_last_value_of_a_name() {
+        use std::collections::BTreeMap;
+        let pairs = [("b", "2"), ("a", "1"), ("c", "3"), ("a", "4")];
+        let ours: Headers = pairs.into_iter().collect();
+        let model: BTreeMap<String, String> =
+            pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+        assert_eq!(ours.len(), 3);
+        assert_eq!(ours.get("a").map(String::as_str), Some("4"));
+        assert!(ours.iter().eq(model.iter()));
+        let bytes = rmp_serde::to_vec_named(&ours).unwrap();
+        assert_eq!(bytes, rmp_serde::to_vec_named(&model).unwrap());
+        assert_eq!(serde_json::to_string(&ours).unwrap(), serde_json::to_string(&model).unwrap());
+        // A repeated name on the wire keeps its last value, as a map type does.
+        let repeated = br#"{"x":"1","x":"2"}"#;
+        assert_eq!(
+            serde_json::from_slice::<Headers>(repeated).unwrap(),
+            Headers::from([("x", "2")])
+        );
+        assert_eq!(rmp_serde::from_slice::<Headers>(&bytes).unwrap(), ours);
     }
 }
