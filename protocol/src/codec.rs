@@ -190,7 +190,7 @@ fn classify(bytes: &[u8], format: Format, ops: &[&str], detail: String) -> Decod
         Ok(loose) if !ops.contains(&loose.op.as_str()) => DecodeError {
             code: ErrorCode::UnknownOp,
             request_id: loose.id,
-            message: format!("unknown operation {:?}", truncate(&loose.op, 64)),
+            message: format!("unknown operation {}", quoted_op(&loose.op)),
         },
         Ok(loose) => DecodeError {
             code: ErrorCode::InvalidFrame,
@@ -198,6 +198,25 @@ fn classify(bytes: &[u8], format: Format, ops: &[&str], detail: String) -> Decod
             message: format!("invalid {} frame: {detail}", loose.op),
         },
     }
+}
+
+/// An operation name for an error message: its first 64 characters in double quotes, with
+/// quotes, backslashes and control characters escaped. Written out rather than with `{:?}`, so
+/// the browser build needs no Unicode printability tables.
+fn quoted_op(op: &str) -> String {
+    let mut out = String::from("\"");
+    for c in truncate(op, 64).chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn truncate(s: &str, max: usize) -> &str {

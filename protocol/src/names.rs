@@ -61,7 +61,10 @@ fn check(kind: &'static str, name: &str, wildcards: bool) -> Result<(), NameErro
         }
         if let Some(bad) = segment.bytes().find(|&c| !valid_char(c)) {
             let shown = if bad.is_ascii_graphic() || bad == b' ' {
-                format!("{:?}", bad as char)
+                match bad {
+                    b'\'' | b'\\' => format!("'\\{}'", bad as char),
+                    _ => format!("'{}'", bad as char),
+                }
             } else {
                 format!("byte 0x{bad:02x}")
             };

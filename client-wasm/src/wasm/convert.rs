@@ -115,7 +115,8 @@ pub(crate) fn describe(error: &JsValue) -> String {
         .dyn_ref::<js_sys::Error>()
         .map(|e| String::from(e.message()))
         .or_else(|| error.as_string())
-        .unwrap_or_else(|| format!("{error:?}"))
+        .or_else(|| js_sys::JSON::stringify(error).ok().and_then(|s| s.as_string()))
+        .unwrap_or_else(|| "a thrown value that is not an Error".to_owned())
 }
 
 fn invalid(message: &str) -> ClientError {

@@ -345,7 +345,7 @@ impl Driver {
                     };
                     if let Some((socket, error)) = failed {
                         self.socket = None;
-                        let reason = format!("send failed: {error:?}");
+                        let reason = format!("send failed: {}", convert::describe(&error));
                         let now = self.now();
                         if let Some(core) = self.core.as_mut() {
                             core.on_socket_closed(socket, now, None, &reason);

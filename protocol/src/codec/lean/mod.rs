@@ -18,7 +18,7 @@ mod write;
 pub use self::write::encode_client;
 
 use self::reader::{Fault, Read, Reader, fault};
-use super::{DecodeError, SERVER_OPS, truncate};
+use super::{DecodeError, SERVER_OPS, quoted_op};
 use crate::codes::ErrorCode;
 use crate::frame::{
     Assigned, ConsumerClosed, Deliver, ErrorFrame, Notice, ReaderClosed, Records, Reply, ReplyBody,
@@ -68,7 +68,7 @@ fn classify(bytes: &[u8], fault: Fault) -> DecodeError {
         Ok(Some((op, id))) => DecodeError {
             code: ErrorCode::UnknownOp,
             request_id: id,
-            message: format!("unknown operation {:?}", truncate(op, 64)),
+            message: format!("unknown operation {}", quoted_op(op)),
         },
         Ok(None) | Err(_) => DecodeError {
             code: ErrorCode::InvalidFrame,
