@@ -385,6 +385,15 @@ mod wasm {
     const BUDGET_BYTES: u64 = 80 * 1024;
     pub(super) const TARGET: &str = "wasm32-unknown-unknown";
     const PROFILE: &str = "wasm-release";
+    /// The toolchain that builds the package: a pinned nightly, because rebuilding the standard
+    /// library for size (`-Zbuild-std` with `optimize_for_size`, panics that abort at once
+    /// without formatting, no `Debug` formatting or panic locations) is what brings the package
+    /// under its budget. Installed with rustup when missing, with `rust-src` for build-std.
+    const NIGHTLY: &str = "nightly-2026-05-20";
+    /// Compiler flags of the package build (see [`NIGHTLY`]). Nothing the package shows a user
+    /// is formatted with `Debug`.
+    const SIZE_RUSTFLAGS: &str = "-Zunstable-options -Cpanic=immediate-abort -Zfmt-debug=none -Zlocation-detail=none \
+         -Ctarget-feature=-reference-types";
     /// The file stem wasm-bindgen gives the glue, the types and the module.
     const NAME: &str = "switchboard_client";
     /// Features the Rust toolchain enables for wasm32 by default; wasm-opt must accept them.
@@ -399,17 +408,28 @@ mod wasm {
 
     pub(super) fn build() -> Result<ExitCode> {
         let root = workspace_root();
-        ensure_target()?;
+        ensure_nightly()?;
         let bindgen = ensure_wasm_bindgen()?;
         let tools = ensure_npm_tools(&root)?;
 
-        let mut build = cargo();
+        // A target folder of its own: the rebuilt standard library and these flags would
+        // otherwise invalidate the workspace's stable wasm32 builds (the wasm-bindgen tests).
+        let target_dir = root.join("target").join("wasm-package");
+        let mut build = Command::new("rustup");
         build
-            .args(["build", "-p", "switchboard-client", "--lib", "--target", TARGET])
-            .args(["--profile", PROFILE, "--no-default-features", "--features", "wasm"])
+            .args(["run", NIGHTLY, "cargo", "build", "-p", "switchboard-client", "--lib"])
+            .args(["--target", TARGET, "--profile", PROFILE])
+            .args(["--no-default-features", "--features", "wasm"])
+            .args(["-Zbuild-std=std,panic_abort", "-Zbuild-std-features=optimize_for_size"])
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .env("RUSTFLAGS", SIZE_RUSTFLAGS)
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("RUSTC")
+            .env_remove("CARGO")
             .current_dir(&root);
         run(build)?;
-        let module = root.join("target").join(TARGET).join(PROFILE).join(format!("{NAME}.wasm"));
+        let module = target_dir.join(TARGET).join(PROFILE).join(format!("{NAME}.wasm"));
 
         let pkg = root.join("client-wasm").join("pkg");
         if pkg.exists() {
@@ -425,7 +445,13 @@ mod wasm {
 
         let bg = pkg.join(format!("{NAME}_bg.wasm"));
         let mut opt = Command::new(tools.join("wasm-opt"));
-        opt.arg("-Oz").args(WASM_FEATURES).arg(&bg).arg("-o").arg(&bg).current_dir(&root);
+        opt.arg("-Oz")
+            .args(WASM_FEATURES)
+            .args(["--strip-debug", "--strip-producers"])
+            .arg(&bg)
+            .arg("-o")
+            .arg(&bg)
+            .current_dir(&root);
         run(opt)?;
 
         // The glue's exports are the API; its comments repeat the .d.ts, so ship it minified.
@@ -536,6 +562,31 @@ mod wasm {
         add.args(["target", "add", TARGET]);
         run(add).with_context(|| {
             format!("the {TARGET} target is missing; install it with `rustup target add {TARGET}`")
+        })
+    }
+
+    /// The [`NIGHTLY`] toolchain with `rust-src`, installed with rustup when missing.
+    fn ensure_nightly() -> Result<()> {
+        let ready = Command::new("rustup")
+            .args(["component", "list", "--installed", "--toolchain", NIGHTLY])
+            .output()
+            .is_ok_and(|out| {
+                out.status.success()
+                    && String::from_utf8_lossy(&out.stdout)
+                        .lines()
+                        .any(|l| l.starts_with("rust-src"))
+            });
+        if ready {
+            return Ok(());
+        }
+        let mut install = Command::new("rustup");
+        install.args(["toolchain", "install", NIGHTLY, "--profile", "minimal"]);
+        install.args(["--component", "rust-src"]);
+        run(install).with_context(|| {
+            format!(
+                "cannot install the {NIGHTLY} toolchain; install it with \
+                 `rustup toolchain install {NIGHTLY} --profile minimal --component rust-src`"
+            )
         })
     }
 
