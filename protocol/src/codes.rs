@@ -92,6 +92,9 @@ error_codes! {
     Closed = 9002, "closed";
     /// Client-side: the client holds too many requests waiting for a connection.
     Backlogged = 9003, "backlogged";
+    /// Client-side: the hub dropped topic messages this client did not read fast enough (a
+    /// `lagged` notice); the message says how many, on which topic.
+    Lagged = 9004, "lagged";
 }
 
 impl fmt::Display for ErrorCode {

@@ -134,6 +134,18 @@ describe("errors", () => {
     assert.equal(err.name, "closed");
     assert.equal(typeof err.code, "number");
   });
+
+  test("connect() after close() should reject with closed: close is final", async () => {
+    const once = new Client(hub.url);
+    await once.connect();
+    await once.close();
+    const err = await once.connect().then(
+      () => assert.fail("connect after close succeeded"),
+      (e) => e,
+    );
+    assert.equal(err.name, "closed");
+    assert.equal(err.code, 9002);
+  });
 });
 
 describe("connection states", () => {

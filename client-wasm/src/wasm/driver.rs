@@ -359,7 +359,7 @@ impl Driver {
                         calls.push(Call::Js { function: handler.clone(), argument });
                     }
                 }
-                // Counted by the core (`missed`); not yet surfaced to JS.
+                // Per subscription; the application hears of it once, from the notice below.
                 Output::Lagged { .. } => {}
                 Output::SubscriptionClosed { sub, error } => {
                     self.handlers.remove(&sub);
@@ -373,7 +373,13 @@ impl Driver {
                 Output::Notice(ClientNotice::Error(error)) => {
                     calls.extend(self.error_call(&error));
                 }
-                Output::Notice(ClientNotice::Lagged { .. }) => {}
+                Output::Notice(ClientNotice::Lagged { topic, missed }) => {
+                    let error = ClientError::new(
+                        ErrorCode::Lagged,
+                        format!("the hub dropped {missed} messages on {topic}: read too slowly"),
+                    );
+                    calls.extend(self.error_call(&error));
+                }
             }
         }
         calls
