@@ -207,3 +207,20 @@ test("two pages should talk to each other through the hub", { timeout: 60_000 },
   assert.equal(await b.page.evaluate(() => window.got), "hello from page a");
   assert.deepEqual([...a.problems, ...b.problems], []);
 });
+
+test("the hub should serve the package at /client/ to its own pages", { timeout: 60_000 }, async () => {
+  const page = await context.newPage();
+  await page.goto(`${hub.http}/`);
+  const result = await page.evaluate(async (url) => {
+    const { default: init, Client } = await import("/client/index.js");
+    await init();
+    const client = new Client(url);
+    await client.connect();
+    const stream = `served-${Date.now().toString(36)}`;
+    const { offset } = await client.append(stream, "from a page the hub served");
+    await client.close();
+    return { offset, wasm: (await fetch("/client/switchboard_client_bg.wasm")).headers.get("content-type") };
+  }, hub.url);
+  assert.deepEqual(result, { offset: 0, wasm: "application/wasm" });
+  await page.close();
+});

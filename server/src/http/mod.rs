@@ -1,4 +1,5 @@
-//! HTTP routes: the WebSocket endpoint, the JSON API, and the static web and docs folders.
+//! HTTP routes: the WebSocket endpoint, the JSON API, and the static web, docs and browser
+//! client folders.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +32,11 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/api/{*rest}", get(|| async { ApiError::not_found("no such API route") }));
     if let Some(docs) = folder(hub.config.docs_dir.clone(), "docs") {
         router = router.nest_service("/docs", ServeDir::new(docs));
+    }
+    // The browser client's npm package once `cargo xtask wasm` has built it, so that pages the
+    // hub serves can `import init, { Client } from "/client/index.js"`.
+    if let Some(client) = folder(None, "client-wasm/pkg") {
+        router = router.nest_service("/client", ServeDir::new(client));
     }
     if let Some(web) = folder(hub.config.web_dir.clone(), "web") {
         router = router.fallback_service(ServeDir::new(web));
