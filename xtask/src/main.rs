@@ -148,7 +148,7 @@ fn main() -> ExitCode {
     })
 }
 
-/// `cargo xtask run`: the browser client's package (served by the hub's web folder), then the
+/// `cargo xtask run`: the browser client's package (the hub serves it at `/client/`), then the
 /// hub in release mode, with `args` passed to `switchboard serve`.
 fn run(args: Vec<OsString>) -> Result<ExitCode> {
     // It fails with an error, never with an exit code of its own.
