@@ -16,6 +16,9 @@
 //!
 //! See [`core`] for the contract a transport follows.
 
+// The browser package's allocator; built natively too, for its tests.
+#[cfg(any(test, all(feature = "wasm", target_arch = "wasm32")))]
+mod alloc;
 pub mod core;
 
 pub use crate::core::{
