@@ -13,7 +13,7 @@ use switchboard_protocol::frame::ReplyBody;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until, timeout};
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -27,6 +27,11 @@ use crate::core::{
 };
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The socket's read buffer. tungstenite zero-fills the free part of its read buffer before
+/// every read, so its 128 KiB default costs a 128 KiB memset per small frame; 16 KiB still
+/// takes a large `records` batch in a few reads.
+const READ_BUFFER: usize = 16 * 1024;
 type ConnectFuture = Pin<Box<dyn Future<Output = Result<Ws, tungstenite::Error>> + Send>>;
 
 /// How long a closing handshake may take before the socket is simply dropped.
@@ -310,7 +315,8 @@ impl Driver {
                     let url = self.url.clone();
                     let connect = async move {
                         // Nagle off: frames are small and latency matters more than packets.
-                        tokio_tungstenite::connect_async_with_config(url, None, true)
+                        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+                        tokio_tungstenite::connect_async_with_config(url, Some(config), true)
                             .await
                             .map(|(ws, _response)| ws)
                     };
