@@ -7,6 +7,7 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::NatsError;
@@ -35,7 +36,10 @@ pub struct NatsReader {
 /// refuses the connection, [`NatsError::Timeout`] if the handshake takes too long.
 pub async fn connect(url: &str) -> Result<(NatsWriter, NatsReader), NatsError> {
     let handshake = async {
-        let (socket, _) = tokio_tungstenite::connect_async(url)
+        // The native hub client's socket settings (Nagle off, a 16 KiB read buffer), so both
+        // sides of a comparison read and write alike.
+        let config = WebSocketConfig::default().read_buffer_size(16 * 1024);
+        let (socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
             .await
             .map_err(|e| NatsError::Connect { url: url.to_owned(), reason: e.to_string() })?;
         let (sink, stream) = socket.split();
