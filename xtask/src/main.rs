@@ -40,9 +40,29 @@ Commands:
 const TEST_STEPS: &[Step] = &[
     Step::cargo("format", &["fmt", "--all", "--check"]),
     Step::cargo("lint", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+    // The browser binding only builds for wasm32, which the workspace lint does not see.
+    Step::cargo(
+        "lint: browser binding",
+        &[
+            "clippy",
+            "-p",
+            "switchboard-client",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--no-default-features",
+            "--features",
+            "wasm",
+            "--lib",
+            "--tests",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    ),
     Step::cargo("tests", &["test", "--workspace"]),
-    // A few seconds of each benchmark workload at tiny sizes, so the load generator cannot rot.
-    // Its numbers are not checked: timings belong in docs/benchmarks.md.
+    // A few seconds of each benchmark workload at tiny sizes, so the load generator cannot rot;
+    // fanout, append and queue also against nats-server (`--vs nats`), so the comparison cannot
+    // rot either. Its numbers are not checked: timings belong in docs/benchmarks.md.
     // Built one package at a time: built together, features unify differently from `cargo run`
     // and the runs below would build everything again.
     Step::cargo("hub build", &["build", "-p", "switchboard-server"]),
@@ -56,6 +76,8 @@ const TEST_STEPS: &[Step] = &[
             "switchboard-bench",
             "--",
             "append",
+            "--vs",
+            "nats",
             "--seconds",
             "1",
             "--producers",
@@ -75,6 +97,8 @@ const TEST_STEPS: &[Step] = &[
             "switchboard-bench",
             "--",
             "queue",
+            "--vs",
+            "nats",
             "--seconds",
             "1",
             "--producers",
@@ -96,6 +120,8 @@ const TEST_STEPS: &[Step] = &[
             "switchboard-bench",
             "--",
             "fanout",
+            "--vs",
+            "nats",
             "--subscribers",
             "20",
             "--seconds",
@@ -684,18 +710,23 @@ mod tests {
     fn test_steps_should_run_fmt_clippy_tests_then_the_bench_smoke_runs_then_the_client_checks() {
         let lines: Vec<String> = TEST_STEPS.iter().map(|s| describe(&s.command())).collect();
         assert_eq!(
-            lines[..3],
+            lines[..4],
             [
                 "cargo fmt --all --check",
                 "cargo clippy --workspace --all-targets -- -D warnings",
+                "cargo clippy -p switchboard-client --target wasm32-unknown-unknown \
+                 --no-default-features --features wasm --lib --tests -- -D warnings",
                 "cargo test --workspace",
             ]
         );
         let workloads = ["append", "queue", "replay", "fanout", "connections"];
-        for (line, workload) in lines[5..].iter().zip(workloads) {
+        for (line, workload) in lines[6..].iter().zip(workloads) {
             assert!(line.contains(&format!("switchboard-bench -- {workload} ")), "{line}");
         }
-        let client = 5 + workloads.len();
+        for compared in [6, 7, 9] {
+            assert!(lines[compared].contains("--vs nats"), "{}", lines[compared]);
+        }
+        let client = 6 + workloads.len();
         assert_eq!(
             lines[client..],
             [
