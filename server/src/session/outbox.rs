@@ -136,9 +136,15 @@ impl Outbox {
             }
         }
         state.topic_bytes += len;
+        // The writer takes everything at once, so only the first item after it emptied the
+        // queue needs to wake it: a fan-out to many sessions then wakes each writer once per
+        // batch instead of once per message.
+        let wake = state.items.is_empty();
         state.items.push_back(Out::Message(message));
         drop(state);
-        self.wake_writer.notify_one();
+        if wake {
+            self.wake_writer.notify_one();
+        }
         Delivery::Queued
     }
 
