@@ -186,17 +186,19 @@ impl Subscriptions {
 
     /// Active local subscriptions whose pattern matches `topic`, in id order.
     pub(crate) fn matching(&self, topic: &str) -> Vec<SubId> {
-        let mut out = SortedSet::new();
+        let mut out = Vec::new();
         for (pattern, state) in &self.patterns {
             if pattern_matches(pattern, topic) {
                 for &sub in &state.subs {
-                    if self.subs.get(&sub).is_some_and(|l| l.active) {
-                        out.insert(sub);
+                    if self.subs.get(&sub).is_some_and(|l| l.active)
+                        && let Err(at) = out.binary_search(&sub)
+                    {
+                        out.insert(at, sub);
                     }
                 }
             }
         }
-        out.into_iter().collect()
+        out
     }
 
     /// Adds `missed` to a subscription's lost-message count.
