@@ -226,7 +226,8 @@ impl Outbox {
             {
                 let mut state = self.lock();
                 if !state.items.is_empty() || state.close.is_some() {
-                    let mut items: Vec<Out> = state.items.drain(..).collect();
+                    // The queue's buffer becomes the batch (no copy while it has not wrapped).
+                    let mut items = Vec::from(std::mem::take(&mut state.items));
                     state.topic_bytes = 0;
                     let had_replies = std::mem::take(&mut state.replies) > 0;
                     if state.lagging && state.close.is_none() {
