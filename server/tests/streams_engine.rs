@@ -520,3 +520,72 @@ async fn closing_a_replaced_reader_should_not_remove_the_member_from_its_new_rea
         .await
         .unwrap();
 }
+
+/// Appends `n` records at once, so that the writer stores many of them in one commit.
+async fn append_together(h: &Harness, stream: &str, from: u32, n: u32) -> Vec<(u64, Vec<u8>)> {
+    let appends = (from..from + n).map(|i| {
+        let data: Vec<u8> = (0..(i % 40)).map(|b| (b as u8).wrapping_mul(3) ^ i as u8).collect();
+        let engine = h.engine().clone();
+        async move {
+            let a = engine.append(stream, record(data.clone()), Some(format!("k-{i}"))).await;
+            (a.unwrap().offset, data)
+        }
+    });
+    let mut out = futures_util::future::join_all(appends).await;
+    out.sort_by_key(|(offset, _)| *offset);
+    out
+}
+
+#[tokio::test]
+async fn retention_inside_a_commits_records_should_keep_exactly_those_at_and_above_the_low_watermark()
+ {
+    let mut h = Harness::new().await;
+    let retention = Retention { max_records: Some(150), ..Default::default() };
+    h.engine().create("batched", None, Some(retention), None).await.unwrap();
+    let mut written = Vec::new();
+    for wave in 0..4 {
+        written.extend(append_together(&h, "batched", wave * 100, 100).await);
+        h.clock.advance(1_000);
+    }
+    assert_eq!(written.iter().map(|(o, _)| *o).collect::<Vec<_>>(), (0..400).collect::<Vec<_>>());
+    h.engine().enforce_retention().await.unwrap();
+    for restarted in [false, true] {
+        let d = h.engine().describe("batched").await.unwrap();
+        assert_eq!((d.partitions[0].low, d.partitions[0].high), (250, 400), "{restarted}");
+        let kept = h.read_all("batched", 0, ReadFrom::Earliest).await.unwrap();
+        let got: Vec<_> = kept.iter().map(|r| (r.offset, r.data.as_bytes().to_vec())).collect();
+        assert_eq!(got, written[250..].to_vec(), "restarted: {restarted}");
+        let err = h.read_all("batched", 0, ReadFrom::Offset(249)).await.unwrap_err();
+        assert_eq!((code(&err), err.low_watermark), (ErrorCode::OffsetOutOfRange, Some(250)));
+        let from_time = h.read_all("batched", 0, ReadFrom::Time(common::T0 + 2_000)).await;
+        assert_eq!(from_time.unwrap()[0].offset, 250, "the third wave starts below the watermark");
+        let from_time = h.read_all("batched", 0, ReadFrom::Time(common::T0 + 3_000)).await;
+        assert_eq!(from_time.unwrap()[0].offset, 300, "the fourth wave's first record");
+        h.restart().await;
+    }
+    // An idempotent retry of a trimmed record still answers its original position and writes
+    // nothing.
+    let again = h.engine().append("batched", record("x"), Some("k-10".into())).await.unwrap();
+    assert_eq!(again.offset, 10);
+    assert_eq!(h.engine().describe("batched").await.unwrap().partitions[0].high, 400);
+}
+
+#[tokio::test]
+async fn retention_by_bytes_should_count_only_the_records_still_above_the_low_watermark() {
+    let mut h = Harness::new().await;
+    let retention = Retention { max_bytes: Some(3_000), ..Default::default() };
+    h.engine().create("sized", None, Some(retention), None).await.unwrap();
+    append_together(&h, "sized", 0, 300).await;
+    h.engine().enforce_retention().await.unwrap();
+    let before = h.engine().describe("sized").await.unwrap().partitions[0].clone();
+    assert!(before.bytes <= 3_000 && before.low > 0, "{before:?}");
+    h.restart().await;
+    let after = h.engine().describe("sized").await.unwrap().partitions[0].clone();
+    assert_eq!((after.low, after.high, after.bytes), (before.low, before.high, before.bytes));
+    // A second pass with nothing new removes nothing more.
+    h.engine().enforce_retention().await.unwrap();
+    let again = h.engine().describe("sized").await.unwrap().partitions[0].clone();
+    assert_eq!((again.low, again.bytes), (before.low, before.bytes));
+    let kept = h.read_all("sized", 0, ReadFrom::Earliest).await.unwrap();
+    assert_eq!(kept.len() as u64, before.high - before.low);
+}

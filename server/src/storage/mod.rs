@@ -4,6 +4,7 @@
 //! it opens, so two hubs can never share a data directory. redb is synchronous: every call here
 //! runs on a blocking thread, never on the async runtime's worker threads.
 
+mod migrate;
 pub mod queues;
 pub mod streams;
 pub mod tables;
@@ -20,7 +21,9 @@ use tables::META;
 pub const DB_FILE: &str = "switchboard.redb";
 
 /// The on-disk format version this build writes and understands.
-pub const FORMAT_VERSION: u64 = 1;
+/// The on-disk format version this build writes. Format 1 files (one row per record) are
+/// upgraded when opened.
+pub const FORMAT_VERSION: u64 = 2;
 
 /// Storage could not be opened or used.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +38,8 @@ pub enum StorageError {
     TooNew { path: PathBuf, found: u64 },
     #[error("database error: {0}")]
     Database(#[from] redb::Error),
+    #[error("stored data cannot be decoded: {0}")]
+    Corrupt(String),
     #[error("storage task failed: {0}")]
     Join(String),
 }
@@ -137,6 +142,12 @@ impl Storage {
             match found {
                 Some(v) if v > FORMAT_VERSION => {
                     return Err(StorageError::TooNew { path, found: v });
+                }
+                Some(1) => {
+                    drop(meta);
+                    migrate::v1_to_v2(&txn)?;
+                    tracing::info!(path = %path.display(), "upgraded the database to format 2");
+                    txn.open_table(META)?.insert("format_version", FORMAT_VERSION)?;
                 }
                 Some(_) => {}
                 None => {

@@ -17,26 +17,33 @@ pub const STREAMS: TableDefinition<&str, &[u8]> = TableDefinition::new("streams"
 pub const PARTITIONS: TableDefinition<(u64, u32), (u64, u64, u64, u64)> =
     TableDefinition::new("partitions");
 
-/// (stream id, partition, offset) → the record as a MessagePack `Record` (the wire encoding).
-pub const RECORDS: TableDefinition<(u64, u32, u64), &[u8]> = TableDefinition::new("records");
+/// Format 1 only: (stream id, partition, offset) → one record. Opening a format 1 file moves
+/// these rows into [`SEGMENTS`] and deletes the table.
+pub const RECORDS_V1: TableDefinition<(u64, u32, u64), &[u8]> = TableDefinition::new("records");
 
-/// (stream id, partition, timestamp ms, offset) → (): a sparse time index, one entry every
-/// [`TIME_INDEX_EVERY`] offsets.
+/// (stream id, partition, first offset) → a segment: the records one commit appended to the
+/// partition, each as its MessagePack `Record` (the wire encoding) behind a `u32` length (see
+/// `storage::streams::segments`).
+pub const SEGMENTS: TableDefinition<(u64, u32, u64), &[u8]> = TableDefinition::new("segments");
+
+/// (stream id, partition, timestamp ms of its first record, first offset) → (): one entry per
+/// segment, the time index.
 pub const RECORD_TIMES: TableDefinition<(u64, u32, u64, u64), ()> =
     TableDefinition::new("record_times");
-
-/// One time-index entry per this many offsets: a time lookup reads at most this many records
-/// after an O(log n) index seek.
-pub const TIME_INDEX_EVERY: u64 = 64;
 
 /// (stream id, group, partition) → (committed next offset, generation of the commit).
 pub const GROUP_OFFSETS: TableDefinition<(u64, &str, u32), (u64, u64)> =
     TableDefinition::new("group_offsets");
 
-/// (scope id, idempotency key) → (original answer, MessagePack; expires at ms).
+/// (expires at ms, sequence) → the idempotency keys of stream appends one commit stored, with
+/// their answers: MessagePack `[(stream id, key, partition, offset, timestamp)]`.
+pub const STREAM_DEDUP: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("stream_dedup");
+
+/// (queue id, idempotency key) → (original answer, MessagePack; expires at ms). Format 1 kept
+/// stream keys here too.
 pub const DEDUP: TableDefinition<(u64, &str), (&[u8], u64)> = TableDefinition::new("dedup");
 
-/// (expires at ms, scope id, idempotency key) → (): drives dedup expiry without a scan.
+/// (expires at ms, queue id, idempotency key) → (): drives dedup expiry without a scan.
 pub const DEDUP_EXPIRY: TableDefinition<(u64, u64, &str), ()> =
     TableDefinition::new("dedup_expiry");
 
@@ -58,8 +65,9 @@ pub fn create_all(txn: &redb::WriteTransaction) -> Result<(), redb::TableError> 
     txn.open_table(META)?;
     txn.open_table(STREAMS)?;
     txn.open_table(PARTITIONS)?;
-    txn.open_table(RECORDS)?;
+    txn.open_table(SEGMENTS)?;
     txn.open_table(RECORD_TIMES)?;
+    txn.open_table(STREAM_DEDUP)?;
     txn.open_table(GROUP_OFFSETS)?;
     txn.open_table(DEDUP)?;
     txn.open_table(DEDUP_EXPIRY)?;
@@ -74,9 +82,10 @@ pub fn create_all(txn: &redb::WriteTransaction) -> Result<(), redb::TableError> 
 pub struct Tables<'txn> {
     pub streams: Table<'txn, &'static str, &'static [u8]>,
     pub partitions: Table<'txn, (u64, u32), (u64, u64, u64, u64)>,
-    pub records: Table<'txn, (u64, u32, u64), &'static [u8]>,
+    pub segments: Table<'txn, (u64, u32, u64), &'static [u8]>,
     pub times: Table<'txn, (u64, u32, u64, u64), ()>,
     pub groups: Table<'txn, (u64, &'static str, u32), (u64, u64)>,
+    pub stream_dedup: Table<'txn, (u64, u64), &'static [u8]>,
     pub dedup: Table<'txn, (u64, &'static str), (&'static [u8], u64)>,
     pub dedup_expiry: Table<'txn, (u64, u64, &'static str), ()>,
     pub queues: Table<'txn, &'static str, &'static [u8]>,
@@ -94,9 +103,10 @@ impl<'txn> Tables<'txn> {
         Ok(Tables {
             streams: txn.open_table(STREAMS)?,
             partitions: txn.open_table(PARTITIONS)?,
-            records: txn.open_table(RECORDS)?,
+            segments: txn.open_table(SEGMENTS)?,
             times: txn.open_table(RECORD_TIMES)?,
             groups: txn.open_table(GROUP_OFFSETS)?,
+            stream_dedup: txn.open_table(STREAM_DEDUP)?,
             dedup: txn.open_table(DEDUP)?,
             dedup_expiry: txn.open_table(DEDUP_EXPIRY)?,
             queues: txn.open_table(QUEUES)?,

@@ -401,6 +401,7 @@ impl WriterThread {
                 }
                 results.push(result);
             }
+            self.state.streams.flush_appends(&mut t, events)?;
             self.state.streams.flush_dirty(&mut t, &dirty)?;
         }
         if self.state.next_id != first_id || self.state.queues.next_task != first_task {
@@ -438,29 +439,24 @@ impl WriterThread {
                 let record = std::mem::take(record);
                 let window = self.config.dedup_window_ms;
                 streams
-                    .append(
-                        t,
-                        stream,
-                        record,
-                        idempotency_key.as_deref(),
-                        now,
-                        window,
-                        dirty,
-                        events,
-                    )
+                    .append(stream, record, idempotency_key.as_deref(), now, window, dirty)
                     .map(WriteResult::Appended)
             }
             WriteOp::Commit { stream, group, partition, offset, generation } => streams
                 .commit(t, stream, group, *partition, *offset, *generation)
                 .map(|()| WriteResult::Done),
             WriteOp::DeleteStream { name } => {
+                streams.flush_appends(t, events)?;
                 streams.delete(t, name, events).map(|()| WriteResult::Done)
             }
-            WriteOp::Trim { stream, partition, below, max } => streams
-                .trim(t, *stream, *partition, *below, *max, dirty, events)
-                .map(WriteResult::Count),
+            WriteOp::Trim { stream, partition, below, max } => {
+                streams.flush_appends(t, events)?;
+                streams
+                    .trim(t, *stream, *partition, *below, *max, dirty, events)
+                    .map(WriteResult::Count)
+            }
             WriteOp::ExpireDedup { max } => {
-                super::streams::expire_dedup(t, now, *max).map(|n| WriteResult::Count(n as u64))
+                streams.expire_dedup(t, now, *max).map(|n| WriteResult::Count(n as u64))
             }
             WriteOp::CreateQueue { info, strict } => {
                 let mut info = info.clone();

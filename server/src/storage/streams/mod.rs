@@ -1,5 +1,8 @@
 //! Stream tables: the writer-side state and operations applied inside a write transaction, and
-//! the read-side queries run in read transactions on blocking threads.
+//! (in `segments`) the read-side queries run in read transactions on blocking threads.
+
+pub mod dedup;
+pub mod segments;
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -12,6 +15,9 @@ use switchboard_protocol::{Headers, Payload};
 
 use super::OpError;
 use super::tables::*;
+use dedup::Dedup;
+use segments::PendingSegments;
+pub use segments::{offset_for_bytes, offset_for_time, read_records};
 
 /// A stream's settings as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +94,9 @@ pub enum StreamEvent {
 pub struct StreamsState {
     by_name: HashMap<String, Entry>,
     names: HashMap<u64, String>,
+    /// Records appended in the current transaction, stored as one segment per partition.
+    pending: PendingSegments,
+    dedup: Dedup,
 }
 
 #[derive(Debug)]
@@ -127,6 +136,7 @@ impl StreamsState {
             state.names.insert(meta.id, meta.name.clone());
             state.by_name.insert(meta.name.clone(), Entry { meta, parts, round_robin: 0 });
         }
+        state.dedup = Dedup::load(txn, |id| state.names.contains_key(&id))?;
         Ok(state)
     }
 
@@ -191,16 +201,15 @@ impl StreamsState {
     /// Appends one record. A repeated idempotency key within its window answers the original
     /// position and writes nothing.
     #[allow(clippy::too_many_arguments)]
+    /// The record is stored by the next [`StreamsState::flush_appends`].
     pub fn append(
         &mut self,
-        t: &mut Tables<'_>,
         name: &str,
         record: NewRecord,
         idempotency_key: Option<&str>,
         now: u64,
         dedup_window_ms: u64,
         dirty: &mut BTreeSet<(u64, u32)>,
-        events: &mut Vec<StreamEvent>,
     ) -> Result<Appended, OpError> {
         let entry = self
             .by_name
@@ -217,48 +226,43 @@ impl StreamsState {
         let offset = part.high;
         let appended = Appended { partition, offset, timestamp };
         if let Some(key) = idempotency_key {
-            // One B-tree descent instead of a lookup and then an insert: write the new answer
-            // and put the old one back in the rare case it was a repeat within the window.
-            let expires = now.saturating_add(dedup_window_ms);
-            let previous =
-                t.dedup.insert((id, key), (encode(&appended).as_slice(), expires))?.map(|old| {
-                    let (answer, expires) = old.value();
-                    (answer.to_vec(), expires)
-                });
-            if let Some((answer, old_expires)) = previous
-                && old_expires > now
-            {
-                t.dedup.insert((id, key), (answer.as_slice(), old_expires))?;
-                return decode(&answer);
+            if let Some(original) = self.dedup.find(id, key, now) {
+                return Ok(original);
             }
-            t.dedup_expiry.insert((expires, id, key), ())?;
+            self.dedup.remember(id, key, appended, now.saturating_add(dedup_window_ms));
         }
         if record.key.is_none() {
             entry.round_robin = entry.round_robin.wrapping_add(1);
         }
         let part = &mut entry.parts[partition as usize];
-        let stored = encode(&Record {
+        let record = Record {
             offset,
             timestamp,
             key: record.key,
             headers: record.headers,
             data: record.data,
-        });
-        t.records.insert((id, partition, offset), stored.as_slice())?;
-        if offset % TIME_INDEX_EVERY == 0 || offset == part.low {
-            t.times.insert((id, partition, timestamp, offset), ())?;
-        }
+        };
+        let len = self.pending.push(id, partition, &record);
         part.high += 1;
-        part.bytes += stored.len() as u64;
+        part.bytes += len;
         part.last_ts = timestamp;
         dirty.insert((id, partition));
-        events.push(StreamEvent::Appended {
-            stream: id,
-            partition,
-            offset,
-            record: Bytes::from(stored),
-        });
         Ok(appended)
+    }
+
+    /// Stores the records and idempotency keys appended since the last flush, and queues their
+    /// `Appended` events. Called before anything that reads or removes stored records in the
+    /// same transaction (a trim, a deletion) and at the end of every transaction.
+    ///
+    /// # Errors
+    /// redb fails.
+    pub fn flush_appends(
+        &mut self,
+        t: &mut Tables<'_>,
+        events: &mut Vec<StreamEvent>,
+    ) -> Result<(), OpError> {
+        self.pending.flush(t, events)?;
+        self.dedup.flush(t)
     }
 
     /// Writes the partition rows changed in this batch.
@@ -332,18 +336,7 @@ impl StreamsState {
         if new_low <= part.low {
             return Ok(0);
         }
-        let mut freed = 0u64;
-        t.records.retain_in(
-            (stream, partition, part.low)..(stream, partition, new_low),
-            |_, v| {
-                freed += v.len() as u64;
-                false
-            },
-        )?;
-        t.times.retain_in(
-            (stream, partition, 0, 0)..=(stream, partition, u64::MAX, u64::MAX),
-            |(_, _, _, offset), _| offset >= new_low,
-        )?;
+        let freed = segments::trim(t, stream, partition, part.low, new_low)?;
         let removed = new_low - part.low;
         part.low = new_low;
         part.bytes = part.bytes.saturating_sub(freed);
@@ -365,21 +358,38 @@ impl StreamsState {
             .ok_or_else(|| OpError::NotFound(format!("no stream named {name}")))?;
         let id = entry.meta.id;
         self.names.remove(&id);
+        self.pending.discard(id);
+        self.dedup.forget(id);
         t.streams.remove(name)?;
         for p in 0..entry.meta.partitions {
             t.partitions.remove((id, p))?;
         }
-        t.records.retain_in((id, 0, 0)..=(id, u32::MAX, u64::MAX), |_, _| false)?;
+        t.segments.retain_in((id, 0, 0)..=(id, u32::MAX, u64::MAX), |_, _| false)?;
         t.times.retain_in((id, 0, 0, 0)..=(id, u32::MAX, u64::MAX, u64::MAX), |_, _| false)?;
         t.groups.retain_in((id, "", 0)..(id + 1, "", 0), |_, _| false)?;
-        t.dedup.retain_in((id, "")..(id + 1, ""), |_, _| false)?;
         events.push(StreamEvent::Deleted { stream: id, name: name.to_owned() });
         Ok(())
     }
 }
 
-/// Removes dedup entries that expired at or before `now`, at most `max`. Returns how many.
-pub fn expire_dedup(t: &mut Tables<'_>, now: u64, max: usize) -> Result<usize, OpError> {
+impl StreamsState {
+    /// Removes idempotency keys of streams and queues whose window ended at or before `now`,
+    /// about `max` of each at most. Returns how many.
+    ///
+    /// # Errors
+    /// redb fails or a stored row cannot be decoded.
+    pub fn expire_dedup(
+        &mut self,
+        t: &mut Tables<'_>,
+        now: u64,
+        max: usize,
+    ) -> Result<usize, OpError> {
+        Ok(self.dedup.expire(t, now, max)? + expire_queue_dedup(t, now, max)?)
+    }
+}
+
+/// Removes queue dedup entries that expired at or before `now`, at most `max`. Returns how many.
+fn expire_queue_dedup(t: &mut Tables<'_>, now: u64, max: usize) -> Result<usize, OpError> {
     let mut expired = Vec::new();
     for row in t.dedup_expiry.range((0, 0, "")..(now.saturating_add(1), 0, ""))? {
         let (key, _) = row?;
@@ -397,96 +407,6 @@ pub fn expire_dedup(t: &mut Tables<'_>, now: u64, max: usize) -> Result<usize, O
         }
     }
     Ok(expired.len())
-}
-
-/// Reads up to `max` stored records (and about `max_bytes`) of one partition from `from` on.
-///
-/// # Errors
-/// redb fails.
-pub fn read_records(
-    txn: &ReadTransaction,
-    stream: u64,
-    partition: u32,
-    from: u64,
-    max: usize,
-    max_bytes: usize,
-) -> Result<Vec<(u64, Bytes)>, OpError> {
-    let records = txn.open_table(RECORDS)?;
-    let mut out = Vec::with_capacity(max.min(4096));
-    let mut bytes = 0;
-    for row in records.range((stream, partition, from)..=(stream, partition, u64::MAX))? {
-        let (key, value) = row?;
-        let value = value.value();
-        bytes += value.len();
-        out.push((key.value().2, Bytes::copy_from_slice(value)));
-        if out.len() >= max || bytes >= max_bytes {
-            break;
-        }
-    }
-    Ok(out)
-}
-
-/// The first offset in `[low, high)` whose record has a timestamp at or after `time`, or
-/// `high` if there is none: one index seek, then at most [`TIME_INDEX_EVERY`] records.
-///
-/// # Errors
-/// redb fails or a record cannot be decoded.
-pub fn offset_for_time(
-    txn: &ReadTransaction,
-    stream: u64,
-    partition: u32,
-    time: u64,
-    low: u64,
-    high: u64,
-) -> Result<u64, OpError> {
-    let times = txn.open_table(RECORD_TIMES)?;
-    let start =
-        match times.range((stream, partition, 0, 0)..(stream, partition, time, 0))?.next_back() {
-            Some(row) => row?.0.value().3.max(low),
-            None => low,
-        };
-    let records = txn.open_table(RECORDS)?;
-    for row in records.range((stream, partition, start)..(stream, partition, high))? {
-        let (key, value) = row?;
-        let record: RecordTime = decode(value.value())?;
-        if record.timestamp >= time {
-            return Ok(key.value().2);
-        }
-    }
-    Ok(high)
-}
-
-/// Just the timestamp of a stored record.
-#[derive(Deserialize)]
-struct RecordTime {
-    timestamp: u64,
-}
-
-/// The offset below which records must go so the partition holds at most `max_bytes`.
-///
-/// # Errors
-/// redb fails.
-pub fn offset_for_bytes(
-    txn: &ReadTransaction,
-    stream: u64,
-    partition: u32,
-    part: PartState,
-    max_bytes: u64,
-) -> Result<u64, OpError> {
-    let mut excess = part.bytes.saturating_sub(max_bytes);
-    if excess == 0 {
-        return Ok(part.low);
-    }
-    let records = txn.open_table(RECORDS)?;
-    for row in records.range((stream, partition, part.low)..(stream, partition, part.high))? {
-        let (key, value) = row?;
-        let len = value.value().len() as u64;
-        if excess == 0 {
-            return Ok(key.value().2);
-        }
-        excess = excess.saturating_sub(len);
-    }
-    Ok(part.high)
 }
 
 /// Every committed offset of a stream's groups: (group, partition, offset, generation).

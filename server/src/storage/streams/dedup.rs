@@ -1,0 +1,155 @@
+//! Idempotency keys of stream appends: an in-memory map on the writer thread, stored as one
+//! value per commit.
+//!
+//! Every append with a key would otherwise cost B-tree inserts (the key and its expiry). Here a
+//! commit's keys are stored together in one `stream_dedup` row, keyed by (expires at ms, a
+//! sequence number), in the same transaction as their records; the writer keeps every key
+//! in memory and answers repeats from there. At start the map is rebuilt from the stored rows,
+//! so a repeat within the window answers the original position across restarts too. The
+//! retention pass deletes the rows whose time has passed (and their keys from memory). The
+//! window is checked on lookup, so a row not yet deleted never extends it.
+//!
+//! Memory: each remembered key costs its length plus about 80 bytes, for as long as the window
+//! (`dedup_window_ms`) keeps it.
+
+use std::collections::HashMap;
+
+use redb::{ReadTransaction, ReadableTable};
+
+use super::super::OpError;
+use super::super::tables::{STREAM_DEDUP, Tables};
+use super::Appended;
+
+/// One stored key: (stream id, idempotency key, partition, offset, timestamp).
+type StoredKey<'a> = (u64, &'a str, u32, u64, u64);
+pub(crate) type OwnedKey = (u64, String, u32, u64, u64);
+
+#[derive(Debug, Clone, Copy)]
+struct Remembered {
+    answer: Appended,
+    expires: u64,
+}
+
+/// Every stream's remembered idempotency keys, and the keys of the current transaction.
+#[derive(Debug, Default)]
+pub struct Dedup {
+    by_stream: HashMap<u64, HashMap<Box<str>, Remembered>>,
+    /// Keys remembered in the current transaction, stored by [`Dedup::flush`]: (stream id,
+    /// key, answer), all with `pending_expires`.
+    pending: Vec<(u64, Box<str>, Appended)>,
+    pending_expires: u64,
+    next_seq: u64,
+}
+
+fn corrupt(e: impl std::fmt::Display) -> OpError {
+    OpError::Corrupt(e.to_string())
+}
+
+impl Dedup {
+    /// Rebuilds the map from every stored row, skipping streams that no longer exist.
+    ///
+    /// # Errors
+    /// redb fails or a row cannot be decoded.
+    pub fn load(txn: &ReadTransaction, exists: impl Fn(u64) -> bool) -> Result<Dedup, OpError> {
+        let table = txn.open_table(STREAM_DEDUP)?;
+        let mut dedup = Dedup::default();
+        // Rows go in order of expiry, so a key used again after it expired ends up with its
+        // later answer.
+        for row in table.iter()? {
+            let (key, value) = row?;
+            let (expires, seq) = key.value();
+            dedup.next_seq = dedup.next_seq.max(seq + 1);
+            let keys: Vec<OwnedKey> = rmp_serde::from_slice(value.value()).map_err(corrupt)?;
+            for (stream, key, partition, offset, timestamp) in keys {
+                if exists(stream) {
+                    let answer = Appended { partition, offset, timestamp };
+                    dedup
+                        .by_stream
+                        .entry(stream)
+                        .or_default()
+                        .insert(key.into_boxed_str(), Remembered { answer, expires });
+                }
+            }
+        }
+        Ok(dedup)
+    }
+
+    /// The original answer of `key` on `stream` if it is remembered and its window has not
+    /// passed at `now`.
+    pub fn find(&self, stream: u64, key: &str, now: u64) -> Option<Appended> {
+        let found = self.by_stream.get(&stream)?.get(key)?;
+        (found.expires > now).then_some(found.answer)
+    }
+
+    /// Remembers `key`'s answer until `expires`; stored by the next [`Dedup::flush`].
+    pub fn remember(&mut self, stream: u64, key: &str, answer: Appended, expires: u64) {
+        if !self.pending.is_empty() && self.pending_expires != expires {
+            // Every operation of a transaction shares its `now`, so this does not happen; if
+            // it did, the earlier keys would keep the later expiry, which only lengthens their
+            // window by the difference.
+            self.pending_expires = self.pending_expires.max(expires);
+        } else {
+            self.pending_expires = expires;
+        }
+        let key: Box<str> = key.into();
+        self.pending.push((stream, key.clone(), answer));
+        self.by_stream.entry(stream).or_default().insert(key, Remembered { answer, expires });
+    }
+
+    /// Forgets a deleted stream's keys. Its stored rows are left to expire.
+    pub fn forget(&mut self, stream: u64) {
+        self.by_stream.remove(&stream);
+        self.pending.retain(|(s, _, _)| *s != stream);
+    }
+
+    /// Stores the keys remembered since the last flush as one row.
+    ///
+    /// # Errors
+    /// redb fails.
+    pub fn flush(&mut self, t: &mut Tables<'_>) -> Result<(), OpError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<StoredKey<'_>> = self
+            .pending
+            .iter()
+            .map(|(s, k, a)| (*s, &**k, a.partition, a.offset, a.timestamp))
+            .collect();
+        let value = rmp_serde::to_vec(&keys).map_err(corrupt)?;
+        t.stream_dedup.insert((self.pending_expires, self.next_seq), value.as_slice())?;
+        self.next_seq += 1;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Deletes stored rows whose window has passed at `now` (about `max` keys at most) and
+    /// forgets their keys, unless a key was used again since. Returns how many keys went.
+    ///
+    /// # Errors
+    /// redb fails or a row cannot be decoded.
+    pub fn expire(&mut self, t: &mut Tables<'_>, now: u64, max: usize) -> Result<usize, OpError> {
+        let mut rows = Vec::new();
+        let mut count = 0;
+        for row in t.stream_dedup.range((0, 0)..(now.saturating_add(1), 0))? {
+            let (key, value) = row?;
+            let (expires, seq) = key.value();
+            let keys: Vec<OwnedKey> = rmp_serde::from_slice(value.value()).map_err(corrupt)?;
+            count += keys.len();
+            rows.push((expires, seq, keys));
+            if count >= max {
+                break;
+            }
+        }
+        for (expires, seq, keys) in rows {
+            t.stream_dedup.remove((expires, seq))?;
+            for (stream, key, ..) in keys {
+                if let Some(map) = self.by_stream.get_mut(&stream)
+                    && map.get(key.as_str()).is_some_and(|r| r.expires == expires)
+                {
+                    map.remove(key.as_str());
+                }
+            }
+        }
+        Ok(count)
+    }
+}
