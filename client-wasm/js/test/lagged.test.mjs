@@ -1,51 +1,20 @@
 // A page that reads topic messages too slowly hears of it: the hub drops what its outbox cannot
 // hold and sends a `lagged` notice, which the client reports through onError as `lagged`.
 //
-// The subscriber reaches the hub through a TCP relay that stops reading from the hub while the
+// The subscriber reaches the hub through a proxy that holds back what the hub sends while the
 // publisher floods the topic, so the hub's outbox for that session fills for real.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import net from "node:net";
-import WebSocket from "ws";
 
-import { startHub } from "./hub.mjs";
+import { loadPackage, startHub } from "./hub.mjs";
+import { startProxy } from "./proxy.mjs";
 
-globalThis.WebSocket = WebSocket;
-const { default: init, Client } = await import("../../pkg/index.js");
-await init();
-
-/** A relay to `port` whose hub-to-client direction can be held and let go. */
-async function startRelay(port) {
-  const hubSides = new Set();
-  const server = net.createServer((client) => {
-    const hub = net.connect(port, "127.0.0.1");
-    hubSides.add(hub);
-    client.on("data", (chunk) => hub.write(chunk));
-    hub.on("data", (chunk) => client.write(chunk));
-    const drop = () => {
-      hubSides.delete(hub);
-      client.destroy();
-      hub.destroy();
-    };
-    client.on("error", drop).on("close", drop);
-    hub.on("error", drop).on("close", drop);
-  });
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    url: `ws://127.0.0.1:${server.address().port}/ws`,
-    hold: () => hubSides.forEach((s) => s.pause()),
-    release: () => hubSides.forEach((s) => s.resume()),
-    stop: () => {
-      hubSides.forEach((s) => s.destroy());
-      return new Promise((resolve) => server.close(resolve));
-    },
-  };
-}
+const { Client } = await loadPackage();
 
 test("a subscriber that falls behind should get onError lagged with the topic and count", async () => {
   const hub = await startHub({ config: 'outbox_bytes = 65536\nslow_consumer = "notify"\n' });
-  const relay = await startRelay(hub.port);
+  const relay = await startProxy(hub.port);
   const slow = new Client(relay.url, { reconnect: false });
   const fast = new Client(hub.url);
   try {

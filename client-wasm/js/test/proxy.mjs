@@ -1,12 +1,18 @@
 // Test support: a TCP proxy between clients and a hub that can cut every connection through
-// it, to stand in for a flaky network.
+// it, refuse new ones, and hold back what the hub sends, to stand in for a flaky or slow
+// network.
 
 import net from "node:net";
 
 /** Listens on a free port and forwards each connection to `target` (a port on 127.0.0.1). */
 export async function startProxy(target) {
   const pairs = new Set();
+  let refusing = false;
   const server = net.createServer((inbound) => {
+    if (refusing) {
+      inbound.destroy();
+      return;
+    }
     const outbound = net.connect(target, "127.0.0.1");
     const pair = { inbound, outbound };
     pairs.add(pair);
@@ -38,6 +44,21 @@ export async function startProxy(target) {
       }
       pairs.clear();
       return n;
+    },
+    /** While `on`, connections are closed as soon as they open. */
+    refuse(on) {
+      refusing = on;
+    },
+    /** Stops passing on what the hub sends (the client stops receiving; the hub's writes back
+     * up once the socket buffers fill), until `release()`. */
+    hold() {
+      for (const { inbound, outbound } of pairs) {
+        outbound.unpipe(inbound);
+        outbound.pause();
+      }
+    },
+    release() {
+      for (const { inbound, outbound } of pairs) outbound.pipe(inbound);
     },
     async stop() {
       this.cutAll();

@@ -4,53 +4,13 @@
 // new stream, never skip silently.
 
 import assert from "node:assert/strict";
-import net from "node:net";
 import { test } from "node:test";
 import WebSocket from "ws";
 
 import { fresh, loadPackage, sleep, startHub, until, within } from "./hub.mjs";
+import { startProxy } from "./proxy.mjs";
 
 const { Client } = await loadPackage();
-
-/** A relay to the hub that can drop every connection and refuse new ones until reopened. */
-async function startGate(port) {
-  let open = true;
-  const pairs = new Set();
-  const server = net.createServer((client) => {
-    if (!open) {
-      client.destroy();
-      return;
-    }
-    const hub = net.connect(port, "127.0.0.1");
-    const pair = { client, hub };
-    pairs.add(pair);
-    client.pipe(hub);
-    hub.pipe(client);
-    const drop = () => {
-      pairs.delete(pair);
-      client.destroy();
-      hub.destroy();
-    };
-    client.on("error", drop).on("close", drop);
-    hub.on("error", drop).on("close", drop);
-  });
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    url: `ws://127.0.0.1:${server.address().port}/ws`,
-    shut() {
-      open = false;
-      for (const { client, hub } of pairs) {
-        client.resetAndDestroy();
-        hub.resetAndDestroy();
-      }
-      pairs.clear();
-    },
-    reopen() {
-      open = true;
-    },
-    stop: () => new Promise((resolve) => server.close(resolve)),
-  };
-}
 
 /** Sends one JSON request over a raw WebSocket and resolves with the hub's answer to it. */
 async function raw(url, request) {
@@ -67,7 +27,7 @@ async function raw(url, request) {
 
 test("a reader resuming into a recreated stream should report epoch_mismatch and stop", async () => {
   const hub = await startHub();
-  const gate = await startGate(hub.port);
+  const gate = await startProxy(hub.port);
   const reader = new Client(gate.url, { minDelayMs: 20, maxDelayMs: 100 });
   const writer = new Client(hub.url);
   try {
@@ -82,11 +42,12 @@ test("a reader resuming into a recreated stream should report epoch_mismatch and
     await until(() => seen.length === 3, 5000, "the old records");
 
     // While the reader is away, the stream is deleted and created again by new appends.
-    gate.shut();
+    gate.refuse(true);
+    gate.cutAll();
     const deleted = await raw(hub.url, { delete_stream: { id: 1, stream } });
     assert.ok(deleted.ok, JSON.stringify(deleted));
     for (let i = 0; i < 5; i++) await writer.append(stream, `new ${i}`);
-    gate.reopen();
+    gate.refuse(false);
 
     await within(
       until(() => errors.some((e) => e.name === "epoch_mismatch"), 10_000, "epoch_mismatch"),
@@ -103,7 +64,6 @@ test("a reader resuming into a recreated stream should report epoch_mismatch and
   } finally {
     await reader.close();
     await writer.close();
-    gate.shut();
     await gate.stop();
     await hub.stop();
   }
