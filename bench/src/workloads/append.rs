@@ -63,13 +63,7 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
             anyhow::Ok((n, h))
         }));
     }
-    let mut total = 0;
-    let mut all = histogram();
-    for t in tasks {
-        let (n, h) = t.await??;
-        total += n;
-        all.add(h).ok();
-    }
+    let (total, all) = super::join_counted(tasks).await?;
     let seconds = start.elapsed().as_secs_f64();
     Ok(Outcome {
         workload: "append",
@@ -116,13 +110,7 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
             anyhow::Ok((n, h))
         }));
     }
-    let mut total = 0;
-    let mut all = histogram();
-    for t in tasks {
-        let (n, h) = t.await??;
-        total += n;
-        all.add(h).ok();
-    }
+    let (total, all) = super::join_counted(tasks).await?;
     let seconds = start.elapsed().as_secs_f64();
     Ok(Outcome {
         workload: if server.fsync_before_ack {

@@ -98,13 +98,7 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
         enqueued += t.await??;
     }
     producing.store(false, Ordering::Relaxed);
-    let mut acked = 0;
-    let mut all = histogram();
-    for w in workers {
-        let (n, h) = w.await??;
-        acked += n;
-        all.add(h).ok();
-    }
+    let (acked, all) = super::join_counted(workers).await?;
     let seconds = start.elapsed().as_secs_f64();
     Ok(Outcome {
         workload: "queue",
