@@ -589,3 +589,20 @@ async fn retention_by_bytes_should_count_only_the_records_still_above_the_low_wa
     let kept = h.read_all("sized", 0, ReadFrom::Earliest).await.unwrap();
     assert_eq!(kept.len() as u64, before.high - before.low);
 }
+
+#[tokio::test]
+async fn a_key_used_again_after_its_window_should_answer_its_later_position_after_a_restart() {
+    let mut h = Harness::new().await;
+    let first = h.engine().append("reused", record("a"), Some("again".into())).await.unwrap();
+    h.clock.advance(h.config.dedup_window_ms + 1);
+    let second = h.engine().append("reused", record("b"), Some("again".into())).await.unwrap();
+    assert_eq!((first.offset, second.offset), (0, 1));
+    // No retention pass ran: both stored answers are still there when the hub starts again.
+    h.restart().await;
+    let retry = h.engine().append("reused", record("b"), Some("again".into())).await.unwrap();
+    assert_eq!(retry, second);
+    h.engine().enforce_retention().await.unwrap();
+    let retry = h.engine().append("reused", record("b"), Some("again".into())).await.unwrap();
+    assert_eq!(retry, second, "expiring the first answer keeps the second");
+    assert_eq!(h.read_all("reused", 0, ReadFrom::Earliest).await.unwrap().len(), 2);
+}

@@ -13,6 +13,8 @@
 //! (`dedup_window_ms`) keeps it.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
 
 use redb::{ReadTransaction, ReadableTable};
 
@@ -33,11 +35,10 @@ struct Remembered {
 /// Every stream's remembered idempotency keys, and the keys of the current transaction.
 #[derive(Debug, Default)]
 pub struct Dedup {
-    by_stream: HashMap<u64, HashMap<Box<str>, Remembered>>,
+    by_stream: HashMap<u64, HashMap<Arc<str>, Remembered>>,
     /// Keys remembered in the current transaction, stored by [`Dedup::flush`]: (stream id,
-    /// key, answer), all with `pending_expires`.
-    pending: Vec<(u64, Box<str>, Appended)>,
-    pending_expires: u64,
+    /// key, answer, expires).
+    pending: Vec<(u64, Arc<str>, Appended, u64)>,
     next_seq: u64,
 }
 
@@ -67,7 +68,7 @@ impl Dedup {
                         .by_stream
                         .entry(stream)
                         .or_default()
-                        .insert(key.into_boxed_str(), Remembered { answer, expires });
+                        .insert(key.into(), Remembered { answer, expires });
                 }
             }
         }
@@ -81,43 +82,53 @@ impl Dedup {
         (found.expires > now).then_some(found.answer)
     }
 
-    /// Remembers `key`'s answer until `expires`; stored by the next [`Dedup::flush`].
-    pub fn remember(&mut self, stream: u64, key: &str, answer: Appended, expires: u64) {
-        if !self.pending.is_empty() && self.pending_expires != expires {
-            // Every operation of a transaction shares its `now`, so this does not happen; if
-            // it did, the earlier keys would keep the later expiry, which only lengthens their
-            // window by the difference.
-            self.pending_expires = self.pending_expires.max(expires);
-        } else {
-            self.pending_expires = expires;
+    /// The original answer of `key` on `stream` if its window has not passed at `now`;
+    /// otherwise remembers `answer` for it until `expires` (stored by the next
+    /// [`Dedup::flush`]) and returns `None`. One hash lookup either way.
+    pub fn find_or_remember(
+        &mut self,
+        stream: u64,
+        key: &str,
+        now: u64,
+        answer: Appended,
+        expires: u64,
+    ) -> Option<Appended> {
+        let key: Arc<str> = key.into();
+        let remembered = Remembered { answer, expires };
+        match self.by_stream.entry(stream).or_default().entry(key.clone()) {
+            Entry::Occupied(found) if found.get().expires > now => return Some(found.get().answer),
+            Entry::Occupied(mut expired) => {
+                expired.insert(remembered);
+            }
+            Entry::Vacant(new) => {
+                new.insert(remembered);
+            }
         }
-        let key: Box<str> = key.into();
-        self.pending.push((stream, key.clone(), answer));
-        self.by_stream.entry(stream).or_default().insert(key, Remembered { answer, expires });
+        self.pending.push((stream, key, answer, expires));
+        None
     }
 
     /// Forgets a deleted stream's keys. Its stored rows are left to expire.
     pub fn forget(&mut self, stream: u64) {
         self.by_stream.remove(&stream);
-        self.pending.retain(|(s, _, _)| *s != stream);
+        self.pending.retain(|(s, ..)| *s != stream);
     }
 
-    /// Stores the keys remembered since the last flush as one row.
+    /// Stores the keys remembered since the last flush as one row (one per expiry time: the
+    /// operations of a transaction share one, so that is one row).
     ///
     /// # Errors
     /// redb fails.
     pub fn flush(&mut self, t: &mut Tables<'_>) -> Result<(), OpError> {
-        if self.pending.is_empty() {
-            return Ok(());
+        for group in self.pending.chunk_by(|a, b| a.3 == b.3) {
+            let keys: Vec<StoredKey<'_>> = group
+                .iter()
+                .map(|(s, k, a, _)| (*s, &**k, a.partition, a.offset, a.timestamp))
+                .collect();
+            let value = rmp_serde::to_vec(&keys).map_err(corrupt)?;
+            t.stream_dedup.insert((group[0].3, self.next_seq), value.as_slice())?;
+            self.next_seq += 1;
         }
-        let keys: Vec<StoredKey<'_>> = self
-            .pending
-            .iter()
-            .map(|(s, k, a)| (*s, &**k, a.partition, a.offset, a.timestamp))
-            .collect();
-        let value = rmp_serde::to_vec(&keys).map_err(corrupt)?;
-        t.stream_dedup.insert((self.pending_expires, self.next_seq), value.as_slice())?;
-        self.next_seq += 1;
         self.pending.clear();
         Ok(())
     }

@@ -226,10 +226,10 @@ impl StreamsState {
         let offset = part.high;
         let appended = Appended { partition, offset, timestamp };
         if let Some(key) = idempotency_key {
-            if let Some(original) = self.dedup.find(id, key, now) {
+            let expires = now.saturating_add(dedup_window_ms);
+            if let Some(original) = self.dedup.find_or_remember(id, key, now, appended, expires) {
                 return Ok(original);
             }
-            self.dedup.remember(id, key, appended, now.saturating_add(dedup_window_ms));
         }
         if record.key.is_none() {
             entry.round_robin = entry.round_robin.wrapping_add(1);

@@ -97,7 +97,7 @@ impl PendingSegments {
         let pending = self.by_part.entry((stream, partition)).or_insert_with(|| Pending {
             first: record.offset,
             first_ts: record.timestamp,
-            buf: Vec::with_capacity(4096),
+            buf: Vec::new(),
         });
         let at = pending.buf.len();
         pending.buf.extend_from_slice(&[0; LEN]);
@@ -130,7 +130,10 @@ impl PendingSegments {
         for ((stream, partition), pending) in self.full.drain(..).chain(open) {
             t.segments.insert((stream, partition, pending.first), pending.buf.as_slice())?;
             t.times.insert((stream, partition, pending.first_ts, pending.first), ())?;
-            let segment = Bytes::from(pending.buf);
+            // The live ring keeps slices of the segment, which hold its whole allocation.
+            let mut buf = pending.buf;
+            buf.shrink_to_fit();
+            let segment = Bytes::from(buf);
             for (i, range) in ranges(&segment).enumerate() {
                 events.push(StreamEvent::Appended {
                     stream,
