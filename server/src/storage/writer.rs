@@ -402,6 +402,7 @@ impl WriterThread {
                 results.push(result);
             }
             self.state.streams.flush_appends(&mut t, events)?;
+            self.state.streams.expire_some_keys(&mut t, now)?;
             self.state.streams.flush_dirty(&mut t, &dirty)?;
         }
         if self.state.next_id != first_id || self.state.queues.next_task != first_task {

@@ -10,7 +10,12 @@
 //! window is checked on lookup, so a row not yet deleted never extends it.
 //!
 //! Memory: each remembered key costs its length plus about 80 bytes, for as long as the window
-//! (`dedup_window_ms`) keeps it.
+//! (`dedup_window_ms`) keeps it. Every transaction also expires up to [`EXPIRE_PER_COMMIT`]
+//! rows that are due, so expiry keeps pace with any append rate (one row per commit comes in).
+//!
+//! Each stream's keys are split over [`SHARDS`] maps by the key's last bytes: a map that grows
+//! rehashes everything it holds on the writer thread, and a smaller map makes that pause
+//! smaller (one map of a million keys would stall every append for tens of milliseconds).
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -21,6 +26,43 @@ use redb::{ReadTransaction, ReadableTable};
 use super::super::OpError;
 use super::super::tables::{STREAM_DEDUP, Tables};
 use super::Appended;
+
+/// Maps per stream; a power of two.
+const SHARDS: usize = 256;
+
+/// Most due rows each transaction expires by itself.
+pub const EXPIRE_PER_COMMIT: usize = 2;
+
+/// The shard of a key: a multiplicative hash of its last eight bytes (the random end of the
+/// keys clients generate). Keys chosen to collide only make one shard big again.
+fn shard(key: &str) -> usize {
+    let bytes = key.as_bytes();
+    let mut h = bytes.len() as u64;
+    for &b in &bytes[bytes.len().saturating_sub(8)..] {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h >> 56) as usize % SHARDS
+}
+
+/// One stream's keys.
+#[derive(Debug)]
+struct Shards(Vec<HashMap<Arc<str>, Remembered>>);
+
+impl Default for Shards {
+    fn default() -> Self {
+        Shards((0..SHARDS).map(|_| HashMap::new()).collect())
+    }
+}
+
+impl Shards {
+    fn of(&self, key: &str) -> Option<&HashMap<Arc<str>, Remembered>> {
+        self.0.get(shard(key))
+    }
+
+    fn of_mut(&mut self, key: &str) -> Option<&mut HashMap<Arc<str>, Remembered>> {
+        self.0.get_mut(shard(key))
+    }
+}
 
 /// One stored key: (stream id, idempotency key, partition, offset, timestamp).
 type StoredKey<'a> = (u64, &'a str, u32, u64, u64);
@@ -35,7 +77,7 @@ struct Remembered {
 /// Every stream's remembered idempotency keys, and the keys of the current transaction.
 #[derive(Debug, Default)]
 pub struct Dedup {
-    by_stream: HashMap<u64, HashMap<Arc<str>, Remembered>>,
+    by_stream: HashMap<u64, Shards>,
     /// Keys remembered in the current transaction, stored by [`Dedup::flush`]: (stream id,
     /// key, answer, expires).
     pending: Vec<(u64, Arc<str>, Appended, u64)>,
@@ -64,11 +106,10 @@ impl Dedup {
             for (stream, key, partition, offset, timestamp) in keys {
                 if exists(stream) {
                     let answer = Appended { partition, offset, timestamp };
-                    dedup
-                        .by_stream
-                        .entry(stream)
-                        .or_default()
-                        .insert(key.into(), Remembered { answer, expires });
+                    let shards = dedup.by_stream.entry(stream).or_default();
+                    if let Some(map) = shards.of_mut(&key) {
+                        map.insert(key.into(), Remembered { answer, expires });
+                    }
                 }
             }
         }
@@ -78,7 +119,7 @@ impl Dedup {
     /// The original answer of `key` on `stream` if it is remembered and its window has not
     /// passed at `now`.
     pub fn find(&self, stream: u64, key: &str, now: u64) -> Option<Appended> {
-        let found = self.by_stream.get(&stream)?.get(key)?;
+        let found = self.by_stream.get(&stream)?.of(key)?.get(key)?;
         (found.expires > now).then_some(found.answer)
     }
 
@@ -93,9 +134,10 @@ impl Dedup {
         answer: Appended,
         expires: u64,
     ) -> Option<Appended> {
-        let key: Arc<str> = key.into();
         let remembered = Remembered { answer, expires };
-        match self.by_stream.entry(stream).or_default().entry(key.clone()) {
+        let map = self.by_stream.entry(stream).or_default().of_mut(key)?;
+        let key: Arc<str> = key.into();
+        match map.entry(key.clone()) {
             Entry::Occupied(found) if found.get().expires > now => return Some(found.get().answer),
             Entry::Occupied(mut expired) => {
                 expired.insert(remembered);
@@ -133,12 +175,19 @@ impl Dedup {
         Ok(())
     }
 
-    /// Deletes stored rows whose window has passed at `now` (about `max` keys at most) and
+    /// Deletes stored rows whose window has passed at `now` (about `max` keys and `max_rows`
+    /// rows at most) and
     /// forgets their keys, unless a key was used again since. Returns how many keys went.
     ///
     /// # Errors
     /// redb fails or a row cannot be decoded.
-    pub fn expire(&mut self, t: &mut Tables<'_>, now: u64, max: usize) -> Result<usize, OpError> {
+    pub fn expire(
+        &mut self,
+        t: &mut Tables<'_>,
+        now: u64,
+        max: usize,
+        max_rows: usize,
+    ) -> Result<usize, OpError> {
         let mut rows = Vec::new();
         let mut count = 0;
         for row in t.stream_dedup.range((0, 0)..(now.saturating_add(1), 0))? {
@@ -147,14 +196,14 @@ impl Dedup {
             let keys: Vec<OwnedKey> = rmp_serde::from_slice(value.value()).map_err(corrupt)?;
             count += keys.len();
             rows.push((expires, seq, keys));
-            if count >= max {
+            if count >= max || rows.len() >= max_rows {
                 break;
             }
         }
         for (expires, seq, keys) in rows {
             t.stream_dedup.remove((expires, seq))?;
             for (stream, key, ..) in keys {
-                if let Some(map) = self.by_stream.get_mut(&stream)
+                if let Some(map) = self.by_stream.get_mut(&stream).and_then(|s| s.of_mut(&key))
                     && map.get(key.as_str()).is_some_and(|r| r.expires == expires)
                 {
                     map.remove(key.as_str());
@@ -162,5 +211,64 @@ impl Dedup {
             }
         }
         Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use redb::ReadableDatabase;
+
+    use super::*;
+    use crate::storage::tables::create_all;
+
+    fn at(offset: u64) -> Appended {
+        Appended { partition: 0, offset, timestamp: offset }
+    }
+
+    impl Dedup {
+        fn len(&self) -> usize {
+            self.by_stream.values().flat_map(|s| s.0.iter()).map(HashMap::len).sum()
+        }
+    }
+
+    #[test]
+    fn expired_rows_should_forget_only_keys_not_used_again_and_a_reload_should_agree() {
+        let db = redb::Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .unwrap();
+        let mut dedup = Dedup::default();
+        let txn = db.begin_write().unwrap();
+        create_all(&txn).unwrap();
+        {
+            let mut t = Tables::open(&txn).unwrap();
+            assert_eq!(dedup.find_or_remember(1, "a", 0, at(0), 10), None);
+            assert_eq!(dedup.find_or_remember(1, "b", 0, at(1), 10), None);
+            dedup.flush(&mut t).unwrap();
+            assert_eq!(dedup.find_or_remember(1, "a", 5, at(2), 15), Some(at(0)), "a repeat");
+            assert_eq!(dedup.find_or_remember(1, "c", 5, at(3), 15), None);
+            dedup.flush(&mut t).unwrap();
+            assert_eq!(dedup.find_or_remember(1, "a", 20, at(4), 30), None, "past its window");
+            dedup.flush(&mut t).unwrap();
+            assert_eq!(dedup.len(), 3);
+            assert_eq!(dedup.expire(&mut t, 20, usize::MAX, 1).unwrap(), 2);
+            assert_eq!(dedup.len(), 2, "b went, a was used again");
+            assert_eq!(dedup.expire(&mut t, 20, usize::MAX, 1).unwrap(), 1);
+            assert_eq!(dedup.len(), 1);
+            assert_eq!(dedup.expire(&mut t, 20, usize::MAX, 1).unwrap(), 0, "a is not due");
+        }
+        txn.commit().unwrap();
+        let reloaded = Dedup::load(&db.begin_read().unwrap(), |_| true).unwrap();
+        assert_eq!(reloaded.len(), 1);
+        assert_eq!(reloaded.find(1, "a", 25), Some(at(4)));
+        assert_eq!(reloaded.find(1, "a", 30), None);
+    }
+
+    #[test]
+    fn shards_should_spread_client_keys() {
+        let mut used = std::collections::HashSet::new();
+        for i in 0..10_000u64 {
+            used.insert(shard(&format!("0193a1b2c3d4{:016x}{:016x}", i * 7919, i * 104_729)));
+        }
+        assert!(used.len() > SHARDS * 3 / 4, "{} shards used", used.len());
     }
 }

@@ -384,7 +384,17 @@ impl StreamsState {
         now: u64,
         max: usize,
     ) -> Result<usize, OpError> {
-        Ok(self.dedup.expire(t, now, max)? + expire_queue_dedup(t, now, max)?)
+        Ok(self.dedup.expire(t, now, max, usize::MAX)? + expire_queue_dedup(t, now, max)?)
+    }
+
+    /// Expires a few of the stream idempotency keys that are due (at most
+    /// [`dedup::EXPIRE_PER_COMMIT`] commits' worth): called in every transaction, so expiry
+    /// keeps pace with appends whatever their rate.
+    ///
+    /// # Errors
+    /// redb fails or a stored row cannot be decoded.
+    pub fn expire_some_keys(&mut self, t: &mut Tables<'_>, now: u64) -> Result<(), OpError> {
+        self.dedup.expire(t, now, usize::MAX, dedup::EXPIRE_PER_COMMIT).map(|_| ())
     }
 }
 
