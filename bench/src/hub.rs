@@ -55,6 +55,11 @@ impl Hub {
         Ok(Hub { url: format!("ws://{addr}/ws"), child: Some(child), _data: Some(data) })
     }
 
+    /// The CPU time the hub has used so far, in seconds, if this workload started it.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        cpu_seconds_of(self.child.as_ref()?.id())
+    }
+
     /// The hub's resident memory in bytes, if this workload started it.
     pub fn rss_bytes(&self) -> Option<u64> {
         let pid = self.child.as_ref()?.id();
@@ -77,4 +82,15 @@ impl Drop for Hub {
             let _ = child.wait();
         }
     }
+}
+
+/// The user plus system CPU time process `pid` has used, in seconds, from `/proc/PID/stat`.
+pub fn cpu_seconds_of(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    // Then `utime` and `stime` are fields 14 and 15, in clock ticks, which Linux reports to
+    // user space at 100 per second whatever the kernel's internal rate.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }

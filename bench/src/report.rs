@@ -101,6 +101,17 @@ impl Outcome {
     }
 }
 
+/// The CPU a server used between two readings, in seconds.
+pub fn cpu_used(before: Option<f64>, after: Option<f64>) -> Option<f64> {
+    Some(after? - before?)
+}
+
+/// Operations per second of the server's CPU time, when it was measured.
+fn per_server_cpu_second(o: &Outcome) -> Option<f64> {
+    let cpu = o.details.get("server_cpu_seconds")?.as_f64()?;
+    (cpu > 0.0).then(|| o.count as f64 / cpu)
+}
+
 /// The one-line comparison of the hub against another system on the same workload.
 pub fn ratio(hub: &Outcome, other: &Outcome) -> String {
     let mut line = format!(
@@ -111,8 +122,65 @@ pub fn ratio(hub: &Outcome, other: &Outcome) -> String {
     if let (Some(a), Some(b)) = (&hub.latency, &other.latency) {
         line.push_str(&format!(", p99 hub {}µs vs nats {}µs", a.p99, b.p99));
     }
+    // Both servers share the machine with the load generator: what each does per second of
+    // its own CPU says more about the server than the rate the generator could drive.
+    if let (Some(a), Some(b)) = (per_server_cpu_second(hub), per_server_cpu_second(other)) {
+        line.push_str(&format!(
+            ", per server CPU second hub {a:.0} vs nats {b:.0} {} (ratio {:.2})",
+            hub.unit,
+            a / b
+        ));
+    }
     if let Some(caveat) = other.details.get("caveat").and_then(Value::as_str) {
         line.push_str(&format!(" ({caveat})"));
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(count: u64, cpu: Option<f64>) -> Outcome {
+        Outcome {
+            workload: "fanout",
+            unit: "deliveries",
+            count,
+            seconds: 2.0,
+            latency: None,
+            details: json!({ "server_cpu_seconds": cpu }),
+        }
+    }
+
+    #[test]
+    fn ratio_should_compare_rates_and_work_per_server_cpu_second() {
+        let line = ratio(&outcome(3_000, Some(1.0)), &outcome(4_000, Some(2.0)));
+        assert!(line.contains("throughput ratio 0.75"), "{line}");
+        assert!(
+            line.contains("per server CPU second hub 3000 vs nats 2000 deliveries (ratio 1.50)"),
+            "{line}"
+        );
+        let without = ratio(&outcome(3_000, None), &outcome(4_000, Some(2.0)));
+        assert!(!without.contains("CPU"), "{without}");
+    }
+
+    #[test]
+    fn a_process_cpu_time_should_be_read_and_grow() {
+        let pid = std::process::id();
+        let before = crate::hub::cpu_seconds_of(pid).expect("own /proc stat");
+        // Busy until the kernel has counted a tick more (or give up after 10 s).
+        let spin = std::time::Instant::now();
+        let mut after = before;
+        while after <= before && spin.elapsed() < std::time::Duration::from_secs(10) {
+            let mut x = 0u64;
+            for i in 0..1_000_000u64 {
+                x = x.wrapping_add(std::hint::black_box(i));
+            }
+            std::hint::black_box(x);
+            after = crate::hub::cpu_seconds_of(pid).unwrap();
+        }
+        assert!(after > before, "{before} -> {after}");
+        assert_eq!(cpu_used(Some(before), Some(after)), Some(after - before));
+        assert_eq!(cpu_used(None, Some(after)), None);
+    }
 }

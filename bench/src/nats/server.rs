@@ -55,6 +55,11 @@ fn accepts(binary: &Path, path: &Path) -> bool {
 }
 
 impl NatsServer {
+    /// The CPU time nats-server has used so far, in seconds.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        crate::hub::cpu_seconds_of(self.child.id())
+    }
+
     /// Starts nats-server with WebSocket on a free loopback port and JetStream in a temporary
     /// file store, fsyncing before each acknowledgement if this version can be told to.
     pub async fn start() -> Result<NatsServer> {

@@ -42,6 +42,7 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
     clients[0].create_stream(stream, options).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let data = Arc::new(super::payload(o.size));
     let start = Instant::now();
+    let cpu_start = hub.cpu_seconds();
     let until = start + Duration::from_secs_f64(o.seconds);
     let mut tasks = Vec::new();
     for p in 0..o.producers {
@@ -65,13 +66,14 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
     }
     let (total, all) = super::join_counted(tasks).await?;
     let seconds = start.elapsed().as_secs_f64();
+    let server_cpu = crate::report::cpu_used(cpu_start, hub.cpu_seconds());
     Ok(Outcome {
         workload: "append",
         unit: "appends",
         count: total,
         seconds,
         latency: Some(Latency::of(&all)),
-        details: json!({ "producers": o.producers, "connections": o.connections, "size": o.size, "partitions": o.partitions }),
+        details: json!({ "server_cpu_seconds": server_cpu, "producers": o.producers, "connections": o.connections, "size": o.size, "partitions": o.partitions }),
     })
 }
 
@@ -90,6 +92,7 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
         .await?;
     let data = Arc::new(super::payload(o.size));
     let start = Instant::now();
+    let cpu_start = server.cpu_seconds();
     let until = start + Duration::from_secs_f64(o.seconds);
     let mut tasks = Vec::new();
     for p in 0..o.producers {
@@ -112,6 +115,7 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
     }
     let (total, all) = super::join_counted(tasks).await?;
     let seconds = start.elapsed().as_secs_f64();
+    let server_cpu = crate::report::cpu_used(cpu_start, server.cpu_seconds());
     Ok(Outcome {
         workload: if server.fsync_before_ack {
             "append (nats-server JetStream, file store, fsync before ack)"
@@ -122,7 +126,7 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
         count: total,
         seconds,
         latency: Some(Latency::of(&all)),
-        details: json!({
+        details: json!({ "server_cpu_seconds": server_cpu,
             "producers": o.producers, "connections": o.connections, "size": o.size,
             "partitions": partitions, "subjects": partitions, "server": server.version,
             "fsync_before_ack": server.fsync_before_ack, "caveat": server.durability(),

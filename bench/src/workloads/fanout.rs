@@ -63,6 +63,7 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
     }
     let publisher = super::clients(&hub.url, 1).await?.remove(0);
     let start = Instant::now();
+    let cpu_start = hub.cpu_seconds();
     let until = start + Duration::from_secs_f64(o.seconds);
     let mut published = 0u64;
     let mut window = futures_util::stream::FuturesUnordered::new();
@@ -85,6 +86,7 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
     let publish_seconds = start.elapsed().as_secs_f64();
     wait_for_deliveries(&delivered, published * o.subscribers as u64).await;
     let seconds = start.elapsed().as_secs_f64();
+    let server_cpu = crate::report::cpu_used(cpu_start, hub.cpu_seconds());
     publishing.store(false, Ordering::Relaxed);
     let mut all = histogram();
     let mut missed = 0;
@@ -99,7 +101,7 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
         count: delivered.load(Ordering::Relaxed),
         seconds,
         latency: Some(Latency::of(&all)),
-        details: json!({
+        details: json!({ "server_cpu_seconds": server_cpu,
             "subscribers": o.subscribers, "size": o.size, "window": o.window, "published": published,
             "publish_seconds": (publish_seconds * 100.0).round() / 100.0, "missed": missed,
         }),
@@ -155,6 +157,7 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
     }
     let (mut publisher, mut replies) = crate::nats::connect(&server.url).await?;
     let start = Instant::now();
+    let cpu_start = server.cpu_seconds();
     let until = start + Duration::from_secs_f64(o.seconds);
     let mut published = 0u64;
     while Instant::now() < until {
@@ -179,6 +182,7 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
     let publish_seconds = start.elapsed().as_secs_f64();
     wait_for_deliveries(&delivered, published * o.subscribers as u64).await;
     let seconds = start.elapsed().as_secs_f64();
+    let server_cpu = crate::report::cpu_used(cpu_start, server.cpu_seconds());
     publishing.store(false, Ordering::Relaxed);
     let mut all = histogram();
     for s in subscribers {
@@ -190,7 +194,7 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
         count: delivered.load(Ordering::Relaxed),
         seconds,
         latency: Some(Latency::of(&all)),
-        details: json!({
+        details: json!({ "server_cpu_seconds": server_cpu,
             "subscribers": o.subscribers, "size": o.size, "window": o.window, "published": published,
             "publish_seconds": (publish_seconds * 100.0).round() / 100.0,
         }),

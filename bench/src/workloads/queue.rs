@@ -42,6 +42,7 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
     let producers = super::clients(&hub.url, PRODUCER_CONNECTIONS).await?;
     let base = Instant::now();
     let start = Instant::now();
+    let cpu_start = hub.cpu_seconds();
     let until = start + Duration::from_secs_f64(o.seconds);
     let producing = Arc::new(AtomicBool::new(true));
     let mut tasks = Vec::new();
@@ -100,13 +101,14 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
     producing.store(false, Ordering::Relaxed);
     let (acked, all) = super::join_counted(workers).await?;
     let seconds = start.elapsed().as_secs_f64();
+    let server_cpu = crate::report::cpu_used(cpu_start, hub.cpu_seconds());
     Ok(Outcome {
         workload: "queue",
         unit: "tasks",
         count: acked,
         seconds,
         latency: Some(Latency::of(&all)),
-        details: json!({
+        details: json!({ "server_cpu_seconds": server_cpu,
             "producers": o.producers, "workers": o.workers, "batch": o.batch, "wait_ms": o.wait_ms,
             "size": o.size, "enqueued": enqueued,
         }),
@@ -140,6 +142,7 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
     jetstream::create_pull_consumer(&producers[0], STREAM, CONSUMER, max_ack_pending).await?;
     let base = Instant::now();
     let start = Instant::now();
+    let cpu_start = server.cpu_seconds();
     let until = start + Duration::from_secs_f64(o.seconds);
     let producing = Arc::new(AtomicBool::new(true));
     let mut tasks = Vec::new();
@@ -203,6 +206,7 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
         all.add(h).ok();
     }
     let seconds = start.elapsed().as_secs_f64();
+    let server_cpu = crate::report::cpu_used(cpu_start, server.cpu_seconds());
     Ok(Outcome {
         workload: if server.fsync_before_ack {
             "queue (nats-server JetStream work queue, file store, fsync before ack)"
@@ -213,7 +217,7 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
         count: acked,
         seconds,
         latency: Some(Latency::of(&all)),
-        details: json!({
+        details: json!({ "server_cpu_seconds": server_cpu,
             "producers": o.producers, "workers": o.workers, "batch": o.batch, "wait_ms": o.wait_ms,
             "size": o.size, "enqueued": enqueued, "empty_fetches": empty_fetches,
             "server": server.version, "fsync_before_ack": server.fsync_before_ack,
