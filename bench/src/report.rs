@@ -103,7 +103,8 @@ impl Outcome {
 
 /// The CPU a server used between two readings, in seconds.
 pub fn cpu_used(before: Option<f64>, after: Option<f64>) -> Option<f64> {
-    Some(after? - before?)
+    // Readings are whole hundredths: keep the difference one too.
+    Some(((after? - before?) * 100.0).round() / 100.0)
 }
 
 /// Operations per second of the server's CPU time, when it was measured.
@@ -180,7 +181,7 @@ mod tests {
             after = crate::hub::cpu_seconds_of(pid).unwrap();
         }
         assert!(after > before, "{before} -> {after}");
-        assert_eq!(cpu_used(Some(before), Some(after)), Some(after - before));
+        assert_eq!(cpu_used(Some(1.25), Some(10.26)), Some(9.01));
         assert_eq!(cpu_used(None, Some(after)), None);
     }
 }
