@@ -4,6 +4,11 @@
 //! to [`SEGMENT_RECORDS`] consecutive records, the time index is rebuilt with one entry per
 //! segment, and the streams' idempotency keys move from `dedup`/`dedup_expiry` (which keep the
 //! queues' keys) into `stream_dedup`.
+//!
+//! Format 2 → 3: the queues' idempotency keys move from one row per key (`dedup`, with its
+//! expiry index `dedup_expiry`) into one row per expiry time in `queue_dedup`, and the
+//! `task_due` index (which the task rows already hold) is deleted, and each task's body moves
+//! from `task_data` into its row in `tasks`.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -11,11 +16,13 @@ use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use serde::Deserialize;
 
 use super::StorageError;
-use super::streams::dedup::OwnedKey;
+use super::dedup::OwnedKey;
+use super::queues::QueueMeta;
 use super::streams::segments::push_record;
 use super::streams::{Appended, StreamMeta};
 use super::tables::{
-    DEDUP, DEDUP_EXPIRY, RECORD_TIMES, RECORDS_V1, SEGMENTS, STREAM_DEDUP, STREAMS,
+    DEDUP_EXPIRY_V2, DEDUP_V2, QUEUE_DEDUP, QUEUES, RECORD_TIMES, RECORDS_V1, SEGMENTS,
+    STREAM_DEDUP, STREAMS, TASK_DUE_V2,
 };
 
 /// Most records per segment made from format 1 rows.
@@ -80,8 +87,8 @@ pub fn v1_to_v2(txn: &WriteTransaction) -> Result<(), StorageError> {
     }
     txn.delete_table(RECORDS_V1)?;
     {
-        let mut dedup = txn.open_table(DEDUP)?;
-        let mut expiry = txn.open_table(DEDUP_EXPIRY)?;
+        let mut dedup = txn.open_table(DEDUP_V2)?;
+        let mut expiry = txn.open_table(DEDUP_EXPIRY_V2)?;
         let mut stream_dedup = txn.open_table(STREAM_DEDUP)?;
         let mut by_expiry: BTreeMap<u64, Vec<OwnedKey>> = BTreeMap::new();
         for row in dedup.iter()? {
@@ -113,11 +120,48 @@ pub fn v1_to_v2(txn: &WriteTransaction) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Rewrites a format 2 database as format 3.
+///
+/// # Errors
+/// redb fails or a stored value cannot be decoded.
+pub fn v2_to_v3(txn: &WriteTransaction) -> Result<(), StorageError> {
+    let mut queues = HashSet::new();
+    for row in txn.open_table(QUEUES)?.iter()? {
+        let meta: QueueMeta = rmp_serde::from_slice(row?.1.value()).map_err(corrupt)?;
+        queues.insert(meta.id);
+    }
+    {
+        let dedup = txn.open_table(DEDUP_V2)?;
+        let mut queue_dedup = txn.open_table(QUEUE_DEDUP)?;
+        let mut by_expiry: BTreeMap<u64, Vec<(u64, String, u64)>> = BTreeMap::new();
+        for row in dedup.iter()? {
+            let (key, value) = row?;
+            let (scope, idem) = key.value();
+            if !queues.contains(&scope) {
+                continue;
+            }
+            let (answer, expires) = value.value();
+            let task: u64 = rmp_serde::from_slice(answer).map_err(corrupt)?;
+            by_expiry.entry(expires).or_default().push((scope, idem.to_owned(), task));
+        }
+        let first_seq = queue_dedup.len()?;
+        for (seq, (expires, keys)) in (first_seq..).zip(by_expiry) {
+            let value = rmp_serde::to_vec(&keys).map_err(corrupt)?;
+            queue_dedup.insert((expires, seq), value.as_slice())?;
+        }
+    }
+    txn.delete_table(DEDUP_V2)?;
+    txn.delete_table(DEDUP_EXPIRY_V2)?;
+    txn.delete_table(TASK_DUE_V2)?;
+    super::queues::join_bodies(txn).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use switchboard_protocol::streams::Record;
 
-    use super::super::streams::dedup::Dedup;
+    use super::super::dedup::Dedup;
     use super::super::streams::{offset_for_time, read_records};
     use super::super::tables::{META, PARTITIONS};
     use super::super::{DB_FILE, FORMAT_VERSION, Storage};
@@ -136,7 +180,7 @@ mod tests {
     }
 
     /// Writes a database the way format 1 did: one row per record, a time-index entry every
-    /// 64 offsets, stream and queue idempotency keys in `dedup`.
+    /// 64 offsets, stream and queue idempotency keys in `dedup`, lease deadlines in `task_due`.
     fn write_format_1(path: &std::path::Path) {
         let db = redb::Database::create(path).unwrap();
         let txn = db.begin_write().unwrap();
@@ -168,8 +212,27 @@ mod tests {
             }
             let mut parts = txn.open_table(PARTITIONS).unwrap();
             parts.insert((1, 0), (0, 150, bytes, 1_000 + 149 * 10)).unwrap();
-            let mut dedup = txn.open_table(DEDUP).unwrap();
-            let mut expiry = txn.open_table(DEDUP_EXPIRY).unwrap();
+            let queue = QueueMeta {
+                id: 2,
+                info: switchboard_protocol::queues::QueueInfo {
+                    queue: "jobs".into(),
+                    lease_ms: 30_000,
+                    max_lease_ms: 600_000,
+                    max_attempts: 5,
+                    backoff_ms: vec![1_000],
+                    dead_letter: None,
+                    dedup_window_ms: 120_000,
+                    max_length: 1_000,
+                    ordered_by_key: false,
+                    created: 1_000,
+                },
+                dead: 0,
+            };
+            let mut queues = txn.open_table(QUEUES).unwrap();
+            queues.insert("jobs", rmp_serde::to_vec_named(&queue).unwrap().as_slice()).unwrap();
+            txn.open_table(TASK_DUE_V2).unwrap().insert((95_000, 2, 1), ()).unwrap();
+            let mut dedup = txn.open_table(DEDUP_V2).unwrap();
+            let mut expiry = txn.open_table(DEDUP_EXPIRY_V2).unwrap();
             let answer = Appended { partition: 0, offset: 5, timestamp: 1_050 };
             let answer = rmp_serde::to_vec_named(&answer).unwrap();
             dedup.insert((1, "key-5"), (answer.as_slice(), 90_000)).unwrap();
@@ -177,6 +240,9 @@ mod tests {
             let task = rmp_serde::to_vec_named(&42u64).unwrap();
             dedup.insert((2, "task-key"), (task.as_slice(), 90_000)).unwrap();
             expiry.insert((90_000, 2, "task-key"), ()).unwrap();
+            // A key of a queue deleted since: dropped on upgrade.
+            dedup.insert((9, "gone"), (task.as_slice(), 90_000)).unwrap();
+            expiry.insert((90_000, 9, "gone"), ()).unwrap();
         }
         txn.commit().unwrap();
     }
@@ -187,20 +253,19 @@ mod tests {
         write_format_1(&dir.path().join(DB_FILE));
         let storage = Storage::open(dir.path()).await.unwrap();
         assert_eq!(storage.format_version().await.unwrap(), Some(FORMAT_VERSION));
-        let (records, at_time, dedup, queue_keys) = storage
+        let (records, at_time, dedup, queue_keys, queue_rows, old_tables) = storage
             .read(|txn| {
                 let records = read_records(txn, 1, 0, 0, 1_000, usize::MAX)?;
                 let at_time = offset_for_time(txn, 1, 0, 1_000 + 70 * 10, 0, 150)?;
-                let dedup = Dedup::load(txn, |id| id == 1)?;
-                let queue_keys: Vec<(u64, String)> = txn
-                    .open_table(DEDUP)?
-                    .iter()?
-                    .map(|row| {
-                        let (k, _) = row.unwrap();
-                        (k.value().0, k.value().1.to_owned())
-                    })
-                    .collect();
-                Ok((records, at_time, dedup, queue_keys))
+                let dedup: Dedup<Appended> = Dedup::load(txn, STREAM_DEDUP, |id| id == 1)?;
+                let queue_keys: Dedup<u64> = Dedup::load(txn, QUEUE_DEDUP, |_| true)?;
+                let queue_rows = txn.open_table(QUEUE_DEDUP)?.len()?;
+                let old_tables = [
+                    txn.open_table(DEDUP_V2).is_ok(),
+                    txn.open_table(DEDUP_EXPIRY_V2).is_ok(),
+                    txn.open_table(TASK_DUE_V2).is_ok(),
+                ];
+                Ok((records, at_time, dedup, queue_keys, queue_rows, old_tables))
             })
             .await
             .unwrap();
@@ -211,6 +276,10 @@ mod tests {
         let answer = dedup.find(1, "key-5", 50_000).unwrap();
         assert_eq!((answer.partition, answer.offset, answer.timestamp), (0, 5, 1_050));
         assert_eq!(dedup.find(1, "key-5", 90_000), None, "the window still ends on time");
-        assert_eq!(queue_keys, vec![(2, "task-key".to_owned())], "queue keys stay where they were");
+        assert_eq!(queue_keys.find(2, "task-key", 50_000), Some(42), "a queue key moved");
+        assert_eq!(queue_keys.find(2, "task-key", 90_000), None, "with its window");
+        assert_eq!(queue_keys.find(9, "gone", 50_000), None, "a deleted queue's key went");
+        assert_eq!(queue_rows, 1, "one row per expiry time");
+        assert_eq!(old_tables, [false; 3], "the old key and due tables are deleted");
     }
 }

@@ -4,6 +4,7 @@
 //! it opens, so two hubs can never share a data directory. redb is synchronous: every call here
 //! runs on a blocking thread, never on the async runtime's worker threads.
 
+pub mod dedup;
 mod migrate;
 pub mod queues;
 pub mod streams;
@@ -20,10 +21,9 @@ use tables::META;
 /// Name of the database file inside the data directory.
 pub const DB_FILE: &str = "switchboard.redb";
 
-/// The on-disk format version this build writes and understands.
-/// The on-disk format version this build writes. Format 1 files (one row per record) are
-/// upgraded when opened.
-pub const FORMAT_VERSION: u64 = 2;
+/// The on-disk format version this build writes. Files of formats 1 (one row per record) and
+/// 2 (one row per queue idempotency key) are upgraded when opened.
+pub const FORMAT_VERSION: u64 = 3;
 
 /// Storage could not be opened or used.
 #[derive(Debug, thiserror::Error)]
@@ -143,10 +143,13 @@ impl Storage {
                 Some(v) if v > FORMAT_VERSION => {
                     return Err(StorageError::TooNew { path, found: v });
                 }
-                Some(1) => {
+                Some(old @ (1 | 2)) => {
                     drop(meta);
-                    migrate::v1_to_v2(&txn)?;
-                    tracing::info!(path = %path.display(), "upgraded the database to format 2");
+                    if old == 1 {
+                        migrate::v1_to_v2(&txn)?;
+                    }
+                    migrate::v2_to_v3(&txn)?;
+                    tracing::info!(path = %path.display(), from = old, "upgraded the database to format {FORMAT_VERSION}");
                     txn.open_table(META)?.insert("format_version", FORMAT_VERSION)?;
                 }
                 Some(_) => {}

@@ -2,7 +2,7 @@
 //!
 //! Keys are tuples of fixed-width integers (and strings last), so range scans follow the order
 //! the engines need: a partition's records by offset, a partition's time index by timestamp,
-//! dedup expiries by time.
+//! idempotency keys by expiry time.
 
 use redb::{Table, TableDefinition};
 
@@ -39,26 +39,35 @@ pub const GROUP_OFFSETS: TableDefinition<(u64, &str, u32), (u64, u64)> =
 /// their answers: MessagePack `[(stream id, key, partition, offset, timestamp)]`.
 pub const STREAM_DEDUP: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("stream_dedup");
 
-/// (queue id, idempotency key) → (original answer, MessagePack; expires at ms). Format 1 kept
-/// stream keys here too.
-pub const DEDUP: TableDefinition<(u64, &str), (&[u8], u64)> = TableDefinition::new("dedup");
+/// (expires at ms, sequence) → the idempotency keys of enqueues one commit stored, with their
+/// task ids: MessagePack `[(queue id, key, task id)]`.
+pub const QUEUE_DEDUP: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("queue_dedup");
 
-/// (expires at ms, queue id, idempotency key) → (): drives dedup expiry without a scan.
-pub const DEDUP_EXPIRY: TableDefinition<(u64, u64, &str), ()> =
+/// Formats 1 and 2 only: (scope id, idempotency key) → (original answer, MessagePack; expires at
+/// ms), one row per key (format 1: stream and queue keys, format 2: queue keys). Opening such a
+/// file moves the keys into [`STREAM_DEDUP`] and [`QUEUE_DEDUP`] and deletes the table.
+pub const DEDUP_V2: TableDefinition<(u64, &str), (&[u8], u64)> = TableDefinition::new("dedup");
+
+/// Formats 1 and 2 only: (expires at ms, scope id, idempotency key) → (), deleted on upgrade.
+pub const DEDUP_EXPIRY_V2: TableDefinition<(u64, u64, &str), ()> =
     TableDefinition::new("dedup_expiry");
 
 /// Queue name → `QueueMeta` (MessagePack).
 pub const QUEUES: TableDefinition<&str, &[u8]> = TableDefinition::new("queues");
 
-/// (queue id, task id) → the task's state row (MessagePack), rewritten on every transition.
+/// (queue id, task id) → the task: its state and its body (data and headers), MessagePack
+/// `[state, body]`, rewritten on every transition, so a task costs one B-tree write per
+/// transition. The state holds the task's phase with its due time (a scheduled task's time, a
+/// lease's deadline), from which the writer rebuilds its in-memory timer at start.
 pub const TASKS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("tasks");
 
-/// (queue id, task id) → the task's body (data and headers), written once.
-pub const TASK_DATA: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("task_data");
+/// Formats 1 and 2 only: (queue id, task id) → the task's body, joined into its [`TASKS`] row on
+/// upgrade and deleted.
+pub const TASK_DATA_V2: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("task_data");
 
-/// (due ms, queue id, task id) → (): scheduled tasks and lease deadlines in time order, so the
-/// writer's one timer finds what is due without scanning tasks.
-pub const TASK_DUE: TableDefinition<(u64, u64, u64), ()> = TableDefinition::new("task_due");
+/// Formats 1 and 2 only: (due ms, queue id, task id) → (), an index the rows already hold;
+/// deleted on upgrade.
+pub const TASK_DUE_V2: TableDefinition<(u64, u64, u64), ()> = TableDefinition::new("task_due");
 
 /// Creates every table so read transactions never meet a missing one.
 pub fn create_all(txn: &redb::WriteTransaction) -> Result<(), redb::TableError> {
@@ -69,12 +78,9 @@ pub fn create_all(txn: &redb::WriteTransaction) -> Result<(), redb::TableError> 
     txn.open_table(RECORD_TIMES)?;
     txn.open_table(STREAM_DEDUP)?;
     txn.open_table(GROUP_OFFSETS)?;
-    txn.open_table(DEDUP)?;
-    txn.open_table(DEDUP_EXPIRY)?;
+    txn.open_table(QUEUE_DEDUP)?;
     txn.open_table(QUEUES)?;
     txn.open_table(TASKS)?;
-    txn.open_table(TASK_DATA)?;
-    txn.open_table(TASK_DUE)?;
     Ok(())
 }
 
@@ -86,12 +92,9 @@ pub struct Tables<'txn> {
     pub times: Table<'txn, (u64, u32, u64, u64), ()>,
     pub groups: Table<'txn, (u64, &'static str, u32), (u64, u64)>,
     pub stream_dedup: Table<'txn, (u64, u64), &'static [u8]>,
-    pub dedup: Table<'txn, (u64, &'static str), (&'static [u8], u64)>,
-    pub dedup_expiry: Table<'txn, (u64, u64, &'static str), ()>,
+    pub queue_dedup: Table<'txn, (u64, u64), &'static [u8]>,
     pub queues: Table<'txn, &'static str, &'static [u8]>,
     pub tasks: Table<'txn, (u64, u64), &'static [u8]>,
-    pub task_data: Table<'txn, (u64, u64), &'static [u8]>,
-    pub task_due: Table<'txn, (u64, u64, u64), ()>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -107,12 +110,9 @@ impl<'txn> Tables<'txn> {
             times: txn.open_table(RECORD_TIMES)?,
             groups: txn.open_table(GROUP_OFFSETS)?,
             stream_dedup: txn.open_table(STREAM_DEDUP)?,
-            dedup: txn.open_table(DEDUP)?,
-            dedup_expiry: txn.open_table(DEDUP_EXPIRY)?,
+            queue_dedup: txn.open_table(QUEUE_DEDUP)?,
             queues: txn.open_table(QUEUES)?,
             tasks: txn.open_table(TASKS)?,
-            task_data: txn.open_table(TASK_DATA)?,
-            task_due: txn.open_table(TASK_DUE)?,
         })
     }
 }

@@ -403,6 +403,7 @@ impl WriterThread {
             }
             self.state.streams.flush_appends(&mut t, events)?;
             self.state.streams.expire_some_keys(&mut t, now)?;
+            self.state.queues.flush_keys(&mut t, now)?;
             self.state.streams.flush_dirty(&mut t, &dirty)?;
         }
         if self.state.next_id != first_id || self.state.queues.next_task != first_task {
@@ -457,7 +458,8 @@ impl WriterThread {
                     .map(WriteResult::Count)
             }
             WriteOp::ExpireDedup { max } => {
-                streams.expire_dedup(t, now, *max).map(|n| WriteResult::Count(n as u64))
+                let n = streams.expire_dedup(t, now, *max)? + queues.expire_keys(t, now, *max)?;
+                Ok(WriteResult::Count(n as u64))
             }
             WriteOp::CreateQueue { info, strict } => {
                 let mut info = info.clone();

@@ -1,13 +1,12 @@
 //! The life of a task: enqueue, lease, settle, failures with backoff, dead-lettering, and the
 //! transitions that come due.
 
-use redb::ReadableTable;
 use switchboard_protocol::queues::{DeadLetter, Task};
 
 use super::{Body, Row};
 use super::{
     Changes, Mem, NewTask, Phase, QueueEvent, QueuesState, Settlement, dead_letter_queue_info,
-    decode, encode,
+    encode,
 };
 use crate::storage::OpError;
 use crate::storage::tables::Tables;
@@ -29,30 +28,15 @@ impl QueuesState {
         let full = q.tasks.len() as u64 >= q.meta.info.max_length;
         let id = self.next_task;
         if let Some(key) = idempotency_key {
-            if full {
-                // A repeat is answered even when the queue is full.
-                if let Some(found) = t.dedup.get((qid, key))? {
-                    let (answer, expires) = found.value();
-                    if expires > now {
-                        return decode(answer);
-                    }
-                }
+            // A repeat within the window is answered even when the queue is full.
+            let repeat = if full {
+                self.dedup.find(qid, key, now)
             } else {
-                // One B-tree descent: write the new answer, and put the old one back in the
-                // rare case this is a repeat within the window.
                 let expires = now.saturating_add(window);
-                let previous =
-                    t.dedup.insert((qid, key), (encode(&id).as_slice(), expires))?.map(|old| {
-                        let (answer, expires) = old.value();
-                        (answer.to_vec(), expires)
-                    });
-                if let Some((answer, old_expires)) = previous
-                    && old_expires > now
-                {
-                    t.dedup.insert((qid, key), (answer.as_slice(), old_expires))?;
-                    return decode(&answer);
-                }
-                t.dedup_expiry.insert((expires, qid, key), ())?;
+                self.dedup.find_or_remember(qid, key, now, id, expires)
+            };
+            if let Some(original) = repeat {
+                return Ok(original);
             }
         }
         if full {
@@ -76,11 +60,9 @@ impl QueuesState {
             dead_letter: None,
         };
         let body = Body { data: task.data, headers: task.headers };
-        t.task_data.insert((qid, id), encode(&body).as_slice())?;
         let q = self.queue(name)?;
         q.insert(t, id, Mem { row, body, consumer: 0 })?;
         if let Some(at) = at {
-            t.task_due.insert((at, qid, id), ())?;
             self.due.insert((at, qid, id));
         }
         changes.touched.insert(qid);
@@ -116,8 +98,7 @@ impl QueuesState {
             }
             m.row.phase = Phase::Leased { lease, deadline, since: now };
             m.consumer = consumer;
-            t.tasks.insert((qid, id), encode(&m.row).as_slice())?;
-            t.task_due.insert((deadline, qid, id), ())?;
+            m.store(t, qid, id)?;
             self.due.insert((deadline, qid, id));
             leased.push(Task {
                 queue: name.to_owned(),
@@ -179,7 +160,6 @@ impl QueuesState {
         let consumer = m.consumer;
         let info = q.meta.info.clone();
         changes.touched.insert(qid);
-        t.task_due.remove((deadline, qid, task))?;
         self.due.remove(&(deadline, qid, task));
         if consumer != 0 && !matches!(how, Settlement::Extend { .. }) {
             changes.events.push(QueueEvent::LeaseEnded { queue: name.to_owned(), consumer });
@@ -207,9 +187,8 @@ impl QueuesState {
                 let q = self.queue(name)?;
                 if let Some(m) = q.tasks.get_mut(&task) {
                     m.row.phase = Phase::Leased { lease, deadline: new_deadline, since };
-                    t.tasks.insert((qid, task), encode(&m.row).as_slice())?;
+                    m.store(t, qid, task)?;
                 }
-                t.task_due.insert((new_deadline, qid, task), ())?;
                 self.due.insert((new_deadline, qid, task));
                 Ok(Some(new_deadline))
             }
@@ -260,7 +239,6 @@ impl QueuesState {
         }
         let at = now.saturating_add(delay);
         q.set_phase(t, task, Phase::Scheduled { at })?;
-        t.task_due.insert((at, qid, task), ())?;
         self.due.insert((at, qid, task));
         Ok(())
     }
@@ -319,7 +297,7 @@ impl QueuesState {
         let dlq = self.queue(&target)?;
         if let Some(m) = dlq.tasks.get_mut(&moved) {
             m.row.dead_letter = Some(history);
-            t.tasks.insert((dlq.meta.id, moved), encode(&m.row).as_slice())?;
+            m.store(t, dlq.meta.id, moved)?;
         }
         Ok(())
     }
@@ -341,7 +319,6 @@ impl QueuesState {
                 break;
             }
             self.due.remove(&(at, qid, task));
-            t.task_due.remove((at, qid, task))?;
             done += 1;
             let Some(name) = self.names.get(&qid).cloned() else { continue };
             let Some(q) = self.by_name.get_mut(&name) else { continue };

@@ -1,9 +1,11 @@
 //! A queue's dispatch line: which available tasks may be leased next (priority, then id; for
 //! ordered queues, one task per key at a time), kept in step with every phase change.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
-use super::{Mem, Phase, QueueMeta, QueueState, RECENT_ACKS, encode};
+use foldhash::{HashMap, HashMapExt};
+
+use super::{Mem, Phase, QueueMeta, QueueState, RECENT_ACKS};
 use crate::storage::OpError;
 use crate::storage::tables::Tables;
 
@@ -66,7 +68,7 @@ impl QueueState {
     }
 
     pub(super) fn insert(&mut self, t: &mut Tables<'_>, id: u64, m: Mem) -> Result<(), OpError> {
-        t.tasks.insert((self.meta.id, id), encode(&m.row).as_slice())?;
+        m.store(t, self.meta.id, id)?;
         if self.meta.info.ordered_by_key
             && let Some(k) = &m.row.key
         {
@@ -88,7 +90,7 @@ impl QueueState {
         if phase != Phase::Available && !matches!(phase, Phase::Leased { .. }) {
             m.consumer = 0;
         }
-        t.tasks.insert((self.meta.id, task), encode(&m.row).as_slice())?;
+        m.store(t, self.meta.id, task)?;
         let dead = phase == Phase::Dead;
         let key = m.row.key.clone();
         if dead && self.meta.info.ordered_by_key {
@@ -123,7 +125,6 @@ impl QueueState {
         }
         let Some(m) = self.tasks.remove(&task) else { return Ok(()) };
         t.tasks.remove((self.meta.id, task))?;
-        t.task_data.remove((self.meta.id, task))?;
         if self.meta.info.ordered_by_key {
             self.release_key(m.row.key.as_deref(), task);
         }

@@ -7,7 +7,9 @@
 //! due times across all queues) and rebuilds it from redb at start. Deadlines are wall-clock
 //! milliseconds, so leases keep their deadlines across a restart.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+
+use foldhash::{HashMap, HashSet};
 
 use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
@@ -20,6 +22,7 @@ mod line;
 mod redrive;
 
 use super::OpError;
+use super::dedup::{self, Dedup};
 use super::tables::*;
 
 /// A queue as stored.
@@ -76,6 +79,12 @@ struct Mem {
 }
 
 impl Mem {
+    /// Writes the task's row: its state and body, MessagePack `[Row, Body]`.
+    fn store(&self, t: &mut Tables<'_>, queue: u64, task: u64) -> Result<(), OpError> {
+        t.tasks.insert((queue, task), encode(&(&self.row, &self.body)).as_slice())?;
+        Ok(())
+    }
+
     /// The same body, key and priority as a fresh task (for dead-lettering and redrive).
     fn copy_as_new(&self) -> NewTask {
         NewTask {
@@ -102,7 +111,7 @@ struct QueueState {
     acks: VecDeque<(u64, u64)>,
     /// The latest acks (task, lease), so a repeated ack answers ok. Bounded and in memory:
     /// after a restart, or [`RECENT_ACKS`] acks later, a repeat answers `lease_expired`.
-    recently_acked: std::collections::HashSet<(u64, u64)>,
+    recently_acked: HashSet<(u64, u64)>,
     recent_order: VecDeque<(u64, u64)>,
 }
 
@@ -170,8 +179,11 @@ pub struct Changes {
 pub struct QueuesState {
     by_name: HashMap<String, QueueState>,
     names: HashMap<u64, String>,
-    /// (due ms, queue id, task id) for scheduled tasks and leases.
+    /// (due ms, queue id, task id) for scheduled tasks and leases, rebuilt from the task rows
+    /// at start.
     due: BTreeSet<(u64, u64, u64)>,
+    /// Idempotency keys of enqueues, answered with the task id.
+    dedup: Dedup<u64>,
     pub next_task: u64,
 }
 
@@ -183,7 +195,6 @@ impl QueuesState {
     pub fn load(txn: &ReadTransaction, next_task: u64) -> Result<QueuesState, OpError> {
         let queues = txn.open_table(QUEUES)?;
         let tasks = txn.open_table(TASKS)?;
-        let data = txn.open_table(TASK_DATA)?;
         let mut state = QueuesState { next_task, ..QueuesState::default() };
         for row in queues.iter()? {
             let (_, value) = row?;
@@ -193,15 +204,7 @@ impl QueuesState {
             for t in tasks.range((id, 0)..=(id, u64::MAX))? {
                 let (key, value) = t?;
                 let task = key.value().1;
-                let row: Row = decode(value.value())?;
-                let body: Body = match data.get((id, task))? {
-                    Some(b) => decode(b.value())?,
-                    None => {
-                        return Err(OpError::Corrupt(format!(
-                            "task {task} of queue {id} has no body"
-                        )));
-                    }
-                };
+                let (row, body): (Row, Body) = decode(value.value())?;
                 q.tasks.insert(task, Mem { row, body, consumer: 0 });
             }
             let ids: Vec<u64> = q.tasks.keys().copied().collect();
@@ -235,7 +238,34 @@ impl QueuesState {
             state.names.insert(id, q.meta.info.queue.clone());
             state.by_name.insert(q.meta.info.queue.clone(), q);
         }
+        state.dedup = Dedup::load(txn, QUEUE_DEDUP, |id| state.names.contains_key(&id))?;
         Ok(state)
+    }
+
+    /// Stores the idempotency keys this transaction's enqueues remembered (one row), and
+    /// expires a few stored rows that are due (at most [`dedup::EXPIRE_PER_COMMIT`]), so expiry
+    /// keeps pace with enqueues whatever their rate. Called at the end of every transaction.
+    ///
+    /// # Errors
+    /// redb fails or a stored row cannot be decoded.
+    pub fn flush_keys(&mut self, t: &mut Tables<'_>, now: u64) -> Result<(), OpError> {
+        self.dedup.flush(&mut t.queue_dedup)?;
+        self.dedup.expire(&mut t.queue_dedup, now, usize::MAX, dedup::EXPIRE_PER_COMMIT)?;
+        Ok(())
+    }
+
+    /// Removes enqueue idempotency keys whose window ended at or before `now`, about `max` at
+    /// most. Returns how many.
+    ///
+    /// # Errors
+    /// redb fails or a stored row cannot be decoded.
+    pub fn expire_keys(
+        &mut self,
+        t: &mut Tables<'_>,
+        now: u64,
+        max: usize,
+    ) -> Result<usize, OpError> {
+        self.dedup.expire(&mut t.queue_dedup, now, max, usize::MAX)
     }
 
     /// The earliest due time, for the writer's timer.
@@ -307,14 +337,8 @@ impl QueuesState {
         self.names.remove(&qid);
         t.queues.remove(name)?;
         t.tasks.retain_in((qid, 0)..=(qid, u64::MAX), |_, _| false)?;
-        t.task_data.retain_in((qid, 0)..=(qid, u64::MAX), |_, _| false)?;
-        let due: Vec<(u64, u64, u64)> =
-            self.due.iter().filter(|(_, q, _)| *q == qid).copied().collect();
-        for key in due {
-            self.due.remove(&key);
-            t.task_due.remove(key)?;
-        }
-        t.dedup.retain_in((qid, "")..(qid + 1, ""), |_, _| false)?;
+        self.due.retain(|(_, q, _)| *q != qid);
+        self.dedup.forget(qid);
         changes.events.push(QueueEvent::Deleted { queue: name.to_owned() });
         Ok(())
     }
@@ -368,6 +392,34 @@ impl QueuesState {
     }
 }
 
+/// Format 2 → 3: joins each task's state row with its body from the `task_data` table of
+/// format 2 into one row, then deletes `task_data`.
+///
+/// # Errors
+/// redb fails or a row cannot be decoded.
+pub fn join_bodies(txn: &redb::WriteTransaction) -> Result<(), OpError> {
+    {
+        let mut tasks = txn.open_table(TASKS)?;
+        let data = txn.open_table(TASK_DATA_V2)?;
+        let mut joined = Vec::new();
+        for row in tasks.iter()? {
+            let (key, value) = row?;
+            let (queue, task) = key.value();
+            let state: Row = decode(value.value())?;
+            let Some(body) = data.get((queue, task))? else {
+                return Err(OpError::Corrupt(format!("task {task} of queue {queue} has no body")));
+            };
+            let body: Body = decode(body.value())?;
+            joined.push(((queue, task), encode(&(&state, &body))));
+        }
+        for (key, value) in joined {
+            tasks.insert(key, value.as_slice())?;
+        }
+    }
+    txn.delete_table(TASK_DATA_V2)?;
+    Ok(())
+}
+
 /// Settings of an automatically created dead-letter queue: it keeps its tasks however often
 /// they fail, and has no dead-letter queue of its own.
 pub fn dead_letter_queue_info(name: &str, origin: &QueueInfo, now: u64) -> QueueInfo {
@@ -378,5 +430,73 @@ pub fn dead_letter_queue_info(name: &str, origin: &QueueInfo, now: u64) -> Queue
         ordered_by_key: false,
         created: now,
         ..origin.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use redb::ReadableDatabase;
+
+    use super::*;
+    use crate::storage::tables::create_all;
+
+    fn info(name: &str) -> QueueInfo {
+        QueueInfo {
+            queue: name.into(),
+            lease_ms: 30_000,
+            max_lease_ms: 600_000,
+            max_attempts: 5,
+            backoff_ms: vec![1_000],
+            dead_letter: None,
+            dedup_window_ms: 120_000,
+            max_length: 1_000,
+            ordered_by_key: false,
+            created: 1_000,
+        }
+    }
+
+    fn row(phase: Phase) -> Row {
+        Row {
+            priority: 0,
+            key: None,
+            enqueued: 1_000,
+            attempts: 1,
+            failures: 0,
+            phase,
+            reason: None,
+            dead_letter: None,
+        }
+    }
+
+    #[test]
+    fn format_2_rows_and_bodies_should_join_and_load_with_their_leases() {
+        let db = redb::Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .unwrap();
+        let txn = db.begin_write().unwrap();
+        create_all(&txn).unwrap();
+        {
+            let meta = QueueMeta { id: 4, info: info("jobs"), dead: 0 };
+            txn.open_table(QUEUES).unwrap().insert("jobs", encode(&meta).as_slice()).unwrap();
+            let mut tasks = txn.open_table(TASKS).unwrap();
+            let mut data = txn.open_table(TASK_DATA_V2).unwrap();
+            let leased = Phase::Leased { lease: 9, deadline: 50_000, since: 20_000 };
+            tasks.insert((4, 1), encode(&row(Phase::Available)).as_slice()).unwrap();
+            tasks.insert((4, 2), encode(&row(leased)).as_slice()).unwrap();
+            for (task, bytes) in [(1u64, &b"one"[..]), (2, b"two")] {
+                let body = Body { data: bytes.to_vec().into(), headers: Headers::default() };
+                data.insert((4, task), encode(&body).as_slice()).unwrap();
+            }
+        }
+        join_bodies(&txn).unwrap();
+        txn.commit().unwrap();
+        let read = db.begin_read().unwrap();
+        assert!(read.open_table(TASK_DATA_V2).is_err(), "the body table is gone");
+        let state = QueuesState::load(&read, 10).unwrap();
+        let q = &state.by_name["jobs"];
+        assert_eq!(q.tasks[&1].body.data.as_bytes(), b"one");
+        assert_eq!(q.tasks[&2].body.data.as_bytes(), b"two");
+        assert_eq!(q.ready.iter().map(|(_, id)| *id).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(state.next_due(), Some(50_000), "the lease deadline comes from the row");
     }
 }

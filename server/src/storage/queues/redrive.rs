@@ -86,7 +86,6 @@ impl QueuesState {
             };
             let task = m.copy_as_new();
             if let Phase::Scheduled { at } = m.row.phase {
-                t.task_due.remove((at, qid, id))?;
                 self.due.remove(&(at, qid, id));
             }
             if !self.exists(&origin) {

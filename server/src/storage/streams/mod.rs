@@ -1,7 +1,6 @@
 //! Stream tables: the writer-side state and operations applied inside a write transaction, and
 //! (in `segments`) the read-side queries run in read transactions on blocking threads.
 
-pub mod dedup;
 pub mod segments;
 
 use std::collections::{BTreeSet, HashMap};
@@ -14,8 +13,8 @@ use switchboard_protocol::streams::{Durability, Record, Retention, StreamInfo, p
 use switchboard_protocol::{Headers, Payload};
 
 use super::OpError;
+use super::dedup::{self, Dedup};
 use super::tables::*;
-use dedup::Dedup;
 use segments::PendingSegments;
 pub use segments::{offset_for_bytes, offset_for_time, read_records};
 
@@ -96,7 +95,7 @@ pub struct StreamsState {
     names: HashMap<u64, String>,
     /// Records appended in the current transaction, stored as one segment per partition.
     pending: PendingSegments,
-    dedup: Dedup,
+    dedup: Dedup<Appended>,
 }
 
 #[derive(Debug)]
@@ -136,7 +135,7 @@ impl StreamsState {
             state.names.insert(meta.id, meta.name.clone());
             state.by_name.insert(meta.name.clone(), Entry { meta, parts, round_robin: 0 });
         }
-        state.dedup = Dedup::load(txn, |id| state.names.contains_key(&id))?;
+        state.dedup = Dedup::load(txn, STREAM_DEDUP, |id| state.names.contains_key(&id))?;
         Ok(state)
     }
 
@@ -262,7 +261,7 @@ impl StreamsState {
         events: &mut Vec<StreamEvent>,
     ) -> Result<(), OpError> {
         self.pending.flush(t, events)?;
-        self.dedup.flush(t)
+        self.dedup.flush(&mut t.stream_dedup)
     }
 
     /// Writes the partition rows changed in this batch.
@@ -373,8 +372,8 @@ impl StreamsState {
 }
 
 impl StreamsState {
-    /// Removes idempotency keys of streams and queues whose window ended at or before `now`,
-    /// about `max` of each at most. Returns how many.
+    /// Removes stream idempotency keys whose window ended at or before `now`, about `max` at
+    /// most. Returns how many.
     ///
     /// # Errors
     /// redb fails or a stored row cannot be decoded.
@@ -384,7 +383,7 @@ impl StreamsState {
         now: u64,
         max: usize,
     ) -> Result<usize, OpError> {
-        Ok(self.dedup.expire(t, now, max, usize::MAX)? + expire_queue_dedup(t, now, max)?)
+        self.dedup.expire(&mut t.stream_dedup, now, max, usize::MAX)
     }
 
     /// Expires a few of the stream idempotency keys that are due (at most
@@ -394,29 +393,9 @@ impl StreamsState {
     /// # Errors
     /// redb fails or a stored row cannot be decoded.
     pub fn expire_some_keys(&mut self, t: &mut Tables<'_>, now: u64) -> Result<(), OpError> {
+        let t = &mut t.stream_dedup;
         self.dedup.expire(t, now, usize::MAX, dedup::EXPIRE_PER_COMMIT).map(|_| ())
     }
-}
-
-/// Removes queue dedup entries that expired at or before `now`, at most `max`. Returns how many.
-fn expire_queue_dedup(t: &mut Tables<'_>, now: u64, max: usize) -> Result<usize, OpError> {
-    let mut expired = Vec::new();
-    for row in t.dedup_expiry.range((0, 0, "")..(now.saturating_add(1), 0, ""))? {
-        let (key, _) = row?;
-        let (expires, scope, idem) = key.value();
-        expired.push((expires, scope, idem.to_owned()));
-        if expired.len() >= max {
-            break;
-        }
-    }
-    for (expires, scope, idem) in &expired {
-        t.dedup_expiry.remove((*expires, *scope, idem.as_str()))?;
-        let current = t.dedup.get((*scope, idem.as_str()))?.map(|v| v.value().1);
-        if current == Some(*expires) {
-            t.dedup.remove((*scope, idem.as_str()))?;
-        }
-    }
-    Ok(expired.len())
 }
 
 /// Every committed offset of a stream's groups: (group, partition, offset, generation).

@@ -1,0 +1,371 @@
+//! Idempotency keys of stream appends and queue enqueues: an in-memory map on the writer
+//! thread, stored as one value per commit.
+//!
+//! Every keyed append or enqueue would otherwise cost B-tree inserts (the key and its expiry)
+//! and, when the window ends, as many removals. Here a commit's keys are stored together in one
+//! row, keyed by (expires at ms, a sequence number), in the same transaction as what they
+//! answer; the writer keeps every key in memory and answers repeats from there. At start the map
+//! is rebuilt from the stored rows, so a repeat within the window gets the original answer
+//! across restarts too. Expiry deletes the rows whose time has passed (and their keys from
+//! memory). The window is checked on lookup, so a row not yet deleted never extends it.
+//!
+//! Streams and queues each have their own table ([`STREAM_DEDUP`], [`QUEUE_DEDUP`]) and answer
+//! type ([`Answer`]): a position for an append, a task id for an enqueue. The scope of a key is
+//! the stream's or queue's id.
+//!
+//! Memory: each remembered key costs its length plus about 80 bytes, for as long as the window
+//! keeps it (the hub's `dedup_window_ms` for streams, each queue's own window for queues): keys
+//! arriving at a steady rate R with a window of W seconds hold about R × W keys. Every
+//! transaction also expires up to [`EXPIRE_PER_COMMIT`] due rows of each table, so expiry keeps
+//! pace with any rate (one row per commit comes in).
+//!
+//! The maps hash with foldhash, seeded at random per map, which costs a fraction of SipHash on
+//! these short keys while an outsider still cannot choose keys that collide.
+//!
+//! Each scope's keys are split over [`SHARDS`] maps by the key's last bytes: a map that grows
+//! rehashes everything it holds on the writer thread, and a smaller map makes that pause
+//! smaller (one map of a million keys would stall every operation for tens of milliseconds).
+//!
+//! [`STREAM_DEDUP`]: super::tables::STREAM_DEDUP
+//! [`QUEUE_DEDUP`]: super::tables::QUEUE_DEDUP
+
+use std::collections::hash_map::Entry;
+
+use foldhash::HashMap;
+use foldhash::HashMapExt;
+use std::sync::Arc;
+
+use redb::{ReadTransaction, ReadableTable, Table, TableDefinition};
+
+use super::OpError;
+use super::streams::Appended;
+
+/// Maps per scope; a power of two.
+const SHARDS: usize = 256;
+
+/// Most due rows each transaction expires by itself, per table.
+pub const EXPIRE_PER_COMMIT: usize = 2;
+
+/// A table of stored keys: (expires at ms, sequence) → one commit's keys.
+pub type KeysTable = TableDefinition<'static, (u64, u64), &'static [u8]>;
+
+/// An open table of stored keys.
+pub type OpenKeys<'txn> = Table<'txn, (u64, u64), &'static [u8]>;
+
+/// The shard of a key: a multiplicative hash of its last eight bytes (the random end of the
+/// keys clients generate). Keys chosen to collide only make one shard big again.
+fn shard(key: &str) -> usize {
+    let bytes = key.as_bytes();
+    let mut h = bytes.len() as u64;
+    for &b in &bytes[bytes.len().saturating_sub(8)..] {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h >> 56) as usize % SHARDS
+}
+
+/// What a repeated key is answered with, and how a commit's keys are stored.
+pub trait Answer: Copy + std::fmt::Debug {
+    /// Encodes one commit's keys: (scope, key, answer).
+    ///
+    /// # Errors
+    /// The encoder fails.
+    fn encode(keys: &[(u64, &str, Self)]) -> Result<Vec<u8>, OpError>;
+
+    /// Decodes what [`Answer::encode`] stored.
+    ///
+    /// # Errors
+    /// The value cannot be decoded.
+    fn decode(bytes: &[u8]) -> Result<Vec<(u64, String, Self)>, OpError>;
+}
+
+/// An append's position, stored as MessagePack `[(stream id, key, partition, offset,
+/// timestamp)]`.
+impl Answer for Appended {
+    fn encode(keys: &[(u64, &str, Self)]) -> Result<Vec<u8>, OpError> {
+        let rows: Vec<StoredKey<'_>> =
+            keys.iter().map(|(s, k, a)| (*s, *k, a.partition, a.offset, a.timestamp)).collect();
+        rmp_serde::to_vec(&rows).map_err(corrupt)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Vec<(u64, String, Self)>, OpError> {
+        let rows: Vec<OwnedKey> = rmp_serde::from_slice(bytes).map_err(corrupt)?;
+        Ok(rows
+            .into_iter()
+            .map(|(s, k, partition, offset, timestamp)| {
+                (s, k, Appended { partition, offset, timestamp })
+            })
+            .collect())
+    }
+}
+
+/// A task id, stored as MessagePack `[(queue id, key, task id)]`.
+impl Answer for u64 {
+    fn encode(keys: &[(u64, &str, Self)]) -> Result<Vec<u8>, OpError> {
+        rmp_serde::to_vec(keys).map_err(corrupt)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Vec<(u64, String, Self)>, OpError> {
+        rmp_serde::from_slice(bytes).map_err(corrupt)
+    }
+}
+
+/// One scope's keys.
+#[derive(Debug)]
+struct Shards<A>(Vec<HashMap<Arc<str>, Remembered<A>>>);
+
+impl<A> Default for Shards<A> {
+    fn default() -> Self {
+        Shards((0..SHARDS).map(|_| HashMap::new()).collect())
+    }
+}
+
+impl<A> Shards<A> {
+    fn of(&self, key: &str) -> Option<&HashMap<Arc<str>, Remembered<A>>> {
+        self.0.get(shard(key))
+    }
+
+    fn of_mut(&mut self, key: &str) -> Option<&mut HashMap<Arc<str>, Remembered<A>>> {
+        self.0.get_mut(shard(key))
+    }
+}
+
+/// One stored stream key: (stream id, idempotency key, partition, offset, timestamp).
+type StoredKey<'a> = (u64, &'a str, u32, u64, u64);
+pub(crate) type OwnedKey = (u64, String, u32, u64, u64);
+
+#[derive(Debug, Clone, Copy)]
+struct Remembered<A> {
+    answer: A,
+    expires: u64,
+}
+
+/// Every scope's remembered idempotency keys, and the keys of the current transaction.
+#[derive(Debug)]
+pub struct Dedup<A> {
+    by_scope: HashMap<u64, Shards<A>>,
+    /// Keys remembered in the current transaction, stored by [`Dedup::flush`]: (scope, key,
+    /// answer, expires).
+    pending: Vec<(u64, Arc<str>, A, u64)>,
+    next_seq: u64,
+}
+
+impl<A> Default for Dedup<A> {
+    fn default() -> Self {
+        Dedup { by_scope: HashMap::new(), pending: Vec::new(), next_seq: 0 }
+    }
+}
+
+fn corrupt(e: impl std::fmt::Display) -> OpError {
+    OpError::Corrupt(e.to_string())
+}
+
+impl<A: Answer> Dedup<A> {
+    /// Rebuilds the map from every row stored in `table`, skipping scopes that no longer exist.
+    ///
+    /// # Errors
+    /// redb fails or a row cannot be decoded.
+    pub fn load(
+        txn: &ReadTransaction,
+        table: KeysTable,
+        exists: impl Fn(u64) -> bool,
+    ) -> Result<Dedup<A>, OpError> {
+        let table = txn.open_table(table)?;
+        let mut dedup = Dedup::default();
+        // Rows go in order of expiry, so a key used again after it expired ends up with its
+        // later answer.
+        for row in table.iter()? {
+            let (key, value) = row?;
+            let (expires, seq) = key.value();
+            dedup.next_seq = dedup.next_seq.max(seq + 1);
+            for (scope, key, answer) in A::decode(value.value())? {
+                if exists(scope) {
+                    let shards = dedup.by_scope.entry(scope).or_default();
+                    if let Some(map) = shards.of_mut(&key) {
+                        map.insert(key.into(), Remembered { answer, expires });
+                    }
+                }
+            }
+        }
+        Ok(dedup)
+    }
+
+    /// The original answer of `key` in `scope` if it is remembered and its window has not
+    /// passed at `now`.
+    pub fn find(&self, scope: u64, key: &str, now: u64) -> Option<A> {
+        let found = self.by_scope.get(&scope)?.of(key)?.get(key)?;
+        (found.expires > now).then_some(found.answer)
+    }
+
+    /// The original answer of `key` in `scope` if its window has not passed at `now`;
+    /// otherwise remembers `answer` for it until `expires` (stored by the next
+    /// [`Dedup::flush`]) and returns `None`. One hash lookup either way.
+    pub fn find_or_remember(
+        &mut self,
+        scope: u64,
+        key: &str,
+        now: u64,
+        answer: A,
+        expires: u64,
+    ) -> Option<A> {
+        let remembered = Remembered { answer, expires };
+        let map = self.by_scope.entry(scope).or_default().of_mut(key)?;
+        let key: Arc<str> = key.into();
+        match map.entry(key.clone()) {
+            Entry::Occupied(found) if found.get().expires > now => return Some(found.get().answer),
+            Entry::Occupied(mut expired) => {
+                expired.insert(remembered);
+            }
+            Entry::Vacant(new) => {
+                new.insert(remembered);
+            }
+        }
+        self.pending.push((scope, key, answer, expires));
+        None
+    }
+
+    /// Forgets a deleted scope's keys. Its stored rows are left to expire.
+    pub fn forget(&mut self, scope: u64) {
+        self.by_scope.remove(&scope);
+        self.pending.retain(|(s, ..)| *s != scope);
+    }
+
+    /// Stores the keys remembered since the last flush as one row (one per expiry time: the
+    /// operations of a transaction with one window share one, so that is one row).
+    ///
+    /// # Errors
+    /// redb fails.
+    pub fn flush(&mut self, table: &mut OpenKeys<'_>) -> Result<(), OpError> {
+        for group in self.pending.chunk_by(|a, b| a.3 == b.3) {
+            let keys: Vec<(u64, &str, A)> =
+                group.iter().map(|(s, k, a, _)| (*s, &**k, *a)).collect();
+            let value = A::encode(&keys)?;
+            table.insert((group[0].3, self.next_seq), value.as_slice())?;
+            self.next_seq += 1;
+        }
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Deletes stored rows whose window has passed at `now` (about `max` keys and `max_rows`
+    /// rows at most) and forgets their keys, unless a key was used again since. Returns how
+    /// many keys went.
+    ///
+    /// # Errors
+    /// redb fails or a stored row cannot be decoded.
+    pub fn expire(
+        &mut self,
+        table: &mut OpenKeys<'_>,
+        now: u64,
+        max: usize,
+        max_rows: usize,
+    ) -> Result<usize, OpError> {
+        let mut rows = Vec::new();
+        let mut count = 0;
+        for row in table.range((0, 0)..(now.saturating_add(1), 0))? {
+            let (key, value) = row?;
+            let (expires, seq) = key.value();
+            let keys = A::decode(value.value())?;
+            count += keys.len();
+            rows.push((expires, seq, keys));
+            if count >= max || rows.len() >= max_rows {
+                break;
+            }
+        }
+        for (expires, seq, keys) in rows {
+            table.remove((expires, seq))?;
+            for (scope, key, _) in keys {
+                if let Some(map) = self.by_scope.get_mut(&scope).and_then(|s| s.of_mut(&key))
+                    && map.get(key.as_str()).is_some_and(|r| r.expires == expires)
+                {
+                    map.remove(key.as_str());
+                }
+            }
+        }
+        Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use redb::{ReadableDatabase, ReadableTableMetadata};
+
+    use super::*;
+    use crate::storage::tables::{QUEUE_DEDUP, STREAM_DEDUP, Tables, create_all};
+
+    fn at(offset: u64) -> Appended {
+        Appended { partition: 0, offset, timestamp: offset }
+    }
+
+    impl<A> Dedup<A> {
+        fn len(&self) -> usize {
+            self.by_scope.values().flat_map(|s| s.0.iter()).map(HashMap::len).sum()
+        }
+    }
+
+    #[test]
+    fn expired_rows_should_forget_only_keys_not_used_again_and_a_reload_should_agree() {
+        let db = redb::Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .unwrap();
+        let mut dedup = Dedup::default();
+        let txn = db.begin_write().unwrap();
+        create_all(&txn).unwrap();
+        {
+            let mut t = Tables::open(&txn).unwrap();
+            let t = &mut t.stream_dedup;
+            assert_eq!(dedup.find_or_remember(1, "a", 0, at(0), 10), None);
+            assert_eq!(dedup.find_or_remember(1, "b", 0, at(1), 10), None);
+            dedup.flush(t).unwrap();
+            assert_eq!(dedup.find_or_remember(1, "a", 5, at(2), 15), Some(at(0)), "a repeat");
+            assert_eq!(dedup.find_or_remember(1, "c", 5, at(3), 15), None);
+            dedup.flush(t).unwrap();
+            assert_eq!(dedup.find_or_remember(1, "a", 20, at(4), 30), None, "past its window");
+            dedup.flush(t).unwrap();
+            assert_eq!(dedup.len(), 3);
+            assert_eq!(dedup.expire(t, 20, usize::MAX, 1).unwrap(), 2);
+            assert_eq!(dedup.len(), 2, "b went, a was used again");
+            assert_eq!(dedup.expire(t, 20, usize::MAX, 1).unwrap(), 1);
+            assert_eq!(dedup.len(), 1);
+            assert_eq!(dedup.expire(t, 20, usize::MAX, 1).unwrap(), 0, "a is not due");
+        }
+        txn.commit().unwrap();
+        let reloaded: Dedup<Appended> =
+            Dedup::load(&db.begin_read().unwrap(), STREAM_DEDUP, |_| true).unwrap();
+        assert_eq!(reloaded.len(), 1);
+        assert_eq!(reloaded.find(1, "a", 25), Some(at(4)));
+        assert_eq!(reloaded.find(1, "a", 30), None);
+    }
+
+    #[test]
+    fn task_ids_should_be_stored_per_queue_and_reloaded_for_queues_that_exist() {
+        let db = redb::Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .unwrap();
+        let mut dedup: Dedup<u64> = Dedup::default();
+        let txn = db.begin_write().unwrap();
+        create_all(&txn).unwrap();
+        {
+            let mut t = Tables::open(&txn).unwrap();
+            assert_eq!(dedup.find_or_remember(7, "k", 0, 100, 50), None);
+            assert_eq!(dedup.find_or_remember(8, "k", 0, 200, 50), None, "another queue");
+            assert_eq!(dedup.find_or_remember(7, "k", 1, 300, 51), Some(100));
+            dedup.flush(&mut t.queue_dedup).unwrap();
+            assert_eq!(t.queue_dedup.len().unwrap(), 1, "one row for the commit");
+        }
+        txn.commit().unwrap();
+        let reloaded: Dedup<u64> =
+            Dedup::load(&db.begin_read().unwrap(), QUEUE_DEDUP, |q| q == 7).unwrap();
+        assert_eq!(reloaded.find(7, "k", 10), Some(100));
+        assert_eq!(reloaded.find(8, "k", 10), None, "queue 8 was deleted");
+        assert_eq!(reloaded.find(7, "k", 50), None, "the window ended");
+    }
+
+    #[test]
+    fn shards_should_spread_client_keys() {
+        let mut used = std::collections::HashSet::new();
+        for i in 0..10_000u64 {
+            used.insert(shard(&format!("0193a1b2c3d4{:016x}{:016x}", i * 7919, i * 104_729)));
+        }
+        assert!(used.len() > SHARDS * 3 / 4, "{} shards used", used.len());
+    }
+}
