@@ -222,13 +222,19 @@ impl ClientCore {
     }
 
     fn on_deliver(&mut self, deliver: Deliver) {
-        let subs = self.subs.matching(&deliver.topic);
         let message =
             Message { topic: deliver.topic, data: deliver.data.0, headers: deliver.headers };
         // The hub sends each message once per session; every matching local subscription gets
-        // its own copy (the body is shared, not copied).
-        for sub in subs {
-            self.emit(Output::Deliver { sub, message: message.clone() });
+        // its own copy (the body is shared, not copied), and the last one the message itself.
+        let outputs = &mut self.outputs;
+        let mut previous = None;
+        self.subs.each_matching(&message.topic, |sub| {
+            if let Some(previous) = previous.replace(sub) {
+                outputs.push_back(Output::Deliver { sub: previous, message: message.clone() });
+            }
+        });
+        if let Some(sub) = previous {
+            self.emit(Output::Deliver { sub, message });
         }
     }
 

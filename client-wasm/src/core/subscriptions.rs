@@ -187,18 +187,31 @@ impl Subscriptions {
     /// Active local subscriptions whose pattern matches `topic`, in id order.
     pub(crate) fn matching(&self, topic: &str) -> Vec<SubId> {
         let mut out = Vec::new();
-        for (pattern, state) in &self.patterns {
-            if pattern_matches(pattern, topic) {
-                for &sub in &state.subs {
-                    if self.subs.get(&sub).is_some_and(|l| l.active)
-                        && let Err(at) = out.binary_search(&sub)
-                    {
-                        out.insert(at, sub);
-                    }
-                }
-            }
-        }
+        self.each_matching(topic, |sub| out.push(sub));
         out
+    }
+
+    /// Calls `each` with every active local subscription whose pattern matches `topic`, in id
+    /// order. Without an allocation when one pattern matches, as it usually does.
+    pub(crate) fn each_matching(&self, topic: &str, mut each: impl FnMut(SubId)) {
+        let mut matched =
+            self.patterns.iter().filter(|(pattern, _)| matches(pattern, topic)).map(|(_, s)| s);
+        let Some(first) = matched.next() else {
+            return;
+        };
+        let active = |sub: &SubId| self.subs.get(sub).is_some_and(|l| l.active);
+        let Some(second) = matched.next() else {
+            // One pattern's subscriptions are already in id order.
+            first.subs.iter().copied().filter(active).for_each(each);
+            return;
+        };
+        let mut all: Vec<SubId> = first.subs.iter().chain(&second.subs).copied().collect();
+        for state in matched {
+            all.extend(state.subs.iter().copied());
+        }
+        all.sort_unstable();
+        all.dedup();
+        all.into_iter().filter(active).for_each(&mut each);
     }
 
     /// Adds `missed` to a subscription's lost-message count.
@@ -206,5 +219,15 @@ impl Subscriptions {
         if let Some(local) = self.subs.get_mut(&sub) {
             local.missed = local.missed.saturating_add(missed);
         }
+    }
+}
+
+/// Whether `topic` matches `pattern`. A pattern without wildcards matches only itself, which
+/// one comparison tells without splitting both into segments.
+fn matches(pattern: &str, topic: &str) -> bool {
+    if pattern.bytes().any(|b| b == b'*' || b == b'>') {
+        pattern_matches(pattern, topic)
+    } else {
+        pattern == topic
     }
 }

@@ -103,6 +103,34 @@ fn one_deliver_should_reach_every_matching_local_subscription_once() {
 }
 
 #[test]
+fn a_message_should_reach_its_subscriptions_in_the_order_they_were_made_whatever_their_pattern() {
+    let mut h = Harness::connected(config(), limits());
+    let exact = subscribed(&mut h, "prices.btc");
+    let all = subscribed(&mut h, "prices.>");
+    let exact_again = subscribed(&mut h, "prices.btc");
+    let star = subscribed(&mut h, "*.btc");
+    subscribed(&mut h, "prices.btc2");
+    subscribed(&mut h, "prices");
+
+    h.deliver("prices.btc", "1");
+    let out = h.take();
+    let got: Vec<u64> = delivered_to(&out).into_iter().map(|(sub, _)| sub).collect();
+    assert_eq!(got, vec![exact, all, exact_again, star]);
+    let bodies = out.iter().filter_map(|o| match o {
+        Output::Deliver { message, .. } => Some(&message.data[..]),
+        _ => None,
+    });
+    assert!(bodies.eq([b"1"; 4].iter().map(|b| &b[..])), "every copy carries the message");
+
+    // One exact pattern alone: its subscriptions, in order, and nothing for a near miss.
+    h.deliver("prices", "2");
+    let got = delivered_to(&h.take());
+    assert_eq!(got.len(), 1);
+    h.deliver("prices.btc2.x", "3");
+    assert_eq!(delivered_to(&h.take()), vec![(all, "prices.btc2.x".to_owned())]);
+}
+
+#[test]
 fn reconnect_should_resubscribe_every_pattern_before_queued_requests() {
     let mut h = Harness::connected(config(), limits());
     for pattern in ["a", "b.*", "c.>"] {
