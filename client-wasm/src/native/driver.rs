@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::future::{Future, pending};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +13,7 @@ use switchboard_protocol::Format;
 use switchboard_protocol::frame::ReplyBody;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{Instant, Sleep, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -57,6 +58,33 @@ struct Sink {
     missed: Arc<AtomicU64>,
 }
 
+/// A map keyed by the core's operation ids.
+type IdMap<V> = HashMap<OpId, V, BuildHasherDefault<IdHasher>>;
+
+/// Hashes an operation id with one multiplication. The ids come from the core's counter, not
+/// from the hub, so SipHash's defence against chosen keys buys nothing on a lookup made for
+/// every delivered message and every answer.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(self.0 ^ u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing: an odd constant near 2^64 / phi spreads consecutive ids over the
+        // high bits, and the low bits stay distinct for consecutive ids.
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// The socket in use, and the close code its peer sent, if any.
 struct Open {
     id: SocketId,
@@ -74,12 +102,23 @@ pub(crate) struct Driver {
     ready: Option<oneshot::Sender<Result<(), ClientError>>>,
     connecting: Option<(SocketId, ConnectFuture)>,
     open: Option<Open>,
-    waiters: HashMap<OpId, Waiter>,
-    sinks: HashMap<SubId, Sink>,
+    waiters: IdMap<Waiter>,
+    sinks: IdMap<Sink>,
     readers: ReaderSinks,
     consumers: ConsumerSinks,
     subscription_buffer: usize,
     close_waiters: Vec<oneshot::Sender<()>>,
+    /// The timer for the core's next deadline, kept across loop turns: registering a fresh
+    /// timer on every turn cost more than the rest of a small turn.
+    timer: Pin<Box<Sleep>>,
+    /// When `timer` fires, if it is armed. It may be earlier than the core's deadline (which
+    /// only moves later as traffic arrives): an early tick finds nothing due and re-arms.
+    armed: Option<Instant>,
+    /// Frames were fed to the socket and not flushed yet.
+    unflushed: bool,
+    /// Callers answered since the socket was last flushed who have not asked again yet: a
+    /// caller keeping requests in flight asks again as soon as it is answered.
+    expected: usize,
 }
 
 impl Driver {
@@ -93,23 +132,28 @@ impl Driver {
     ) -> Self {
         let mut core = ClientCore::new(options.core_config(), 0);
         core.set_wall_clock(0, wall_clock_ms());
+        let start = Instant::now();
         Driver {
             url,
             core,
-            start: Instant::now(),
+            start,
             inbox,
             commands,
             shared,
             ready: Some(ready),
             connecting: None,
             open: None,
-            waiters: HashMap::new(),
-            sinks: HashMap::new(),
+            waiters: IdMap::default(),
+            sinks: IdMap::default(),
             readers: ReaderSinks::default(),
             consumers: ConsumerSinks::default(),
             // A zero-capacity channel cannot exist; one slot is the least that works.
             subscription_buffer: options.subscription_buffer.max(1),
             close_waiters: Vec::new(),
+            timer: Box::pin(sleep_until(start)),
+            armed: None,
+            unflushed: false,
+            expected: 0,
         }
     }
 
@@ -122,17 +166,24 @@ impl Driver {
             self.report_consumption();
             self.apply_outputs().await;
             if self.core.state() == ConnectionState::Closed {
+                self.flush().await;
                 break;
             }
-            let deadline =
-                self.core.next_deadline().map(|ms| self.start + Duration::from_millis(ms));
+            if self.expected > 0 && self.gather().await {
+                continue;
+            }
+            if self.flush().await {
+                continue;
+            }
+            self.arm_timer();
             tokio::select! {
                 command = self.inbox.recv() => match command {
                     Some(command) => {
-                        self.on_command(command);
+                        let now = self.now();
+                        self.on_command(command, now);
                         for _ in 1..BATCH {
                             let Ok(command) = self.inbox.try_recv() else { break };
-                            self.on_command(command);
+                            self.on_command(command, now);
                         }
                     }
                     // Every handle is gone: nobody can use the connection any more.
@@ -143,17 +194,23 @@ impl Driver {
                     self.on_connected(socket, result);
                 }
                 (socket, message) = next_message(&mut self.open) => {
-                    self.on_message(socket, message);
+                    // One reading of the clock for the batch: the core counts milliseconds,
+                    // and a batch is what was already waiting.
+                    let now = self.now();
+                    self.on_message(socket, message, now);
                     for _ in 1..BATCH {
                         let Some((socket, message)) = next_message(&mut self.open).now_or_never()
                         else {
                             break;
                         };
-                        self.on_message(socket, message);
+                        self.on_message(socket, message, now);
                     }
                 }
                 () = self.shared.consumption.notified() => self.report_consumption(),
-                () = sleep_or_never(deadline) => self.core.on_tick(self.now()),
+                () = self.timer.as_mut(), if self.armed.is_some() => {
+                    self.armed = None;
+                    self.core.on_tick(self.now());
+                }
             }
         }
         let reason = self.core.close_reason().cloned();
@@ -168,8 +225,19 @@ impl Driver {
         }
     }
 
-    fn on_command(&mut self, command: Command) {
-        let now = self.now();
+    /// Arms the timer for the core's next deadline, unless it is armed earlier already.
+    fn arm_timer(&mut self) {
+        let Some(ms) = self.core.next_deadline() else {
+            return;
+        };
+        let at = self.start + Duration::from_millis(ms);
+        if self.armed.is_none_or(|armed| at < armed) {
+            self.timer.as_mut().reset(at);
+            self.armed = Some(at);
+        }
+    }
+
+    fn on_command(&mut self, command: Command, now: u64) {
         match command {
             Command::Publish { topic, data, headers, reply } => {
                 let op = self.core.publish(now, &topic, data, headers);
@@ -254,8 +322,8 @@ impl Driver {
         &mut self,
         socket: SocketId,
         message: Option<Result<WsMessage, tungstenite::Error>>,
+        now: u64,
     ) {
-        let now = self.now();
         match message {
             Some(Ok(WsMessage::Binary(bytes))) => {
                 self.core.on_frame(socket, now, &bytes, Format::MsgPack);
@@ -288,27 +356,59 @@ impl Driver {
         self.core.on_socket_closed(socket, self.now(), code, &reason);
     }
 
-    /// Carries out everything the core decided, in order, then flushes the socket once.
-    async fn apply_outputs(&mut self) {
-        // A failed flush is a lost socket, to which the core reacts with more outputs.
-        while self.apply_batch().await {}
+    /// Lets the callers answered in this turn run before the socket is flushed, then takes
+    /// the requests they queued meanwhile; returns whether there were any.
+    ///
+    /// Without this, a driver answering a batch of callers went back to wait for commands and
+    /// was woken by the first caller's request, wrote it, and was woken again by the next:
+    /// one socket write per request. The yield puts the driver behind the tasks it woke, so
+    /// their requests share one write; it stops once a yield brought nothing, or as many
+    /// requests as answers came.
+    async fn gather(&mut self) -> bool {
+        tokio::task::yield_now().await;
+        let mut taken = 0;
+        let mut now = None;
+        while taken < BATCH {
+            let Ok(command) = self.inbox.try_recv() else { break };
+            let now = *now.get_or_insert_with(|| self.now());
+            self.on_command(command, now);
+            taken += 1;
+        }
+        self.expected = if taken == 0 { 0 } else { self.expected.saturating_sub(taken) };
+        taken > 0
     }
 
-    /// Applies the queued outputs; returns whether a failed flush produced new ones.
-    async fn apply_batch(&mut self) -> bool {
-        let mut wrote = false;
+    /// Writes out the frames fed since the last flush; returns whether that failed, losing
+    /// the socket (to which the core reacts with more outputs).
+    async fn flush(&mut self) -> bool {
+        if !std::mem::take(&mut self.unflushed) {
+            return false;
+        }
+        if let Some(open) = self.open.as_mut()
+            && let Err(e) = open.ws.flush().await
+        {
+            let socket = open.id;
+            self.socket_ended(socket, &e.to_string());
+            return true;
+        }
+        false
+    }
+
+    /// Carries out everything the core decided, in order. Frames are only fed to the socket:
+    /// the loop flushes once before it waits.
+    async fn apply_outputs(&mut self) {
         while let Some(output) = self.core.poll_output() {
             match output {
                 Output::Send(frame) => {
                     let Some(open) = self.open.as_mut() else {
                         continue;
                     };
-                    // `feed` buffers; one flush below covers the whole batch.
+                    // `feed` buffers; one flush before the loop waits covers the whole batch.
                     if let Err(e) = open.ws.feed(WsMessage::Binary(frame)).await {
                         let socket = open.id;
                         self.socket_ended(socket, &e.to_string());
                     } else {
-                        wrote = true;
+                        self.unflushed = true;
                     }
                 }
                 Output::OpenSocket { socket } => {
@@ -351,15 +451,6 @@ impl Driver {
                 }
             }
         }
-        if wrote
-            && let Some(open) = self.open.as_mut()
-            && let Err(e) = open.ws.flush().await
-        {
-            let socket = open.id;
-            self.socket_ended(socket, &e.to_string());
-            return true;
-        }
-        false
     }
 
     async fn close_socket(&mut self, socket: SocketId, code: u16, reason: String) {
@@ -383,6 +474,7 @@ impl Driver {
         let Some(waiter) = self.waiters.remove(&op) else {
             return;
         };
+        self.expected += 1;
         match waiter {
             Waiter::Publish(reply) => {
                 let receivers = result.map(|body| match body {
@@ -506,13 +598,6 @@ async fn next_message(
 ) -> (SocketId, Option<Result<WsMessage, tungstenite::Error>>) {
     match open {
         Some(open) => (open.id, open.ws.next().await),
-        None => pending().await,
-    }
-}
-
-async fn sleep_or_never(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => sleep_until(at).await,
         None => pending().await,
     }
 }
