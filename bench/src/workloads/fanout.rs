@@ -4,11 +4,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use serde_json::json;
 
 use crate::Common;
 use crate::hub::Hub;
 use crate::report::{Latency, Outcome, histogram};
+
+/// How long a subscriber waits for a message before it checks whether publishing ended.
+const IDLE: Duration = Duration::from_millis(500);
 
 /// Options of the fanout workload.
 #[derive(Debug, Clone, clap::Args)]
@@ -45,7 +49,11 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
             let _client = client;
             let mut h = histogram();
             loop {
-                let next = tokio::time::timeout(Duration::from_millis(500), sub.next()).await;
+                // A message already waiting needs no timer: only an idle wait arms one.
+                let next = match sub.next().now_or_never() {
+                    Some(next) => Ok(next),
+                    None => tokio::time::timeout(IDLE, sub.next()).await,
+                };
                 match next {
                     Ok(Some(m)) => {
                         let sent = u64::from_be_bytes(m.data[..8].try_into().unwrap_or([0; 8]));
@@ -131,7 +139,12 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
         subscribers.push(tokio::spawn(async move {
             let mut h = histogram();
             loop {
-                match tokio::time::timeout(Duration::from_millis(500), reader.next()).await {
+                // As on the hub side: a timer only for an idle wait (`next` is cancel-safe).
+                let next = match reader.next().now_or_never() {
+                    Some(next) => Ok(next),
+                    None => tokio::time::timeout(IDLE, reader.next()).await,
+                };
+                match next {
                     Ok(Ok(crate::nats::Incoming::Msg(crate::nats::protocol::Msg {
                         payload,
                         ..
