@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message};
 use futures_util::stream::FuturesUnordered;
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use switchboard_protocol::CloseCode;
 use switchboard_protocol::codec::Format;
 use tokio::sync::OwnedSemaphorePermit;
@@ -30,10 +30,14 @@ use crate::Hub;
 use crate::stats::Stats;
 use crate::streams::ReaderHandle;
 use outbox::{Out, Outbox};
-use requests::Finished;
+use requests::{Finished, InFlight};
 
 /// How long a closing session waits for the client's close frame.
 const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);
+
+/// Most messages (or finished requests) a session handles in a row when they are ready at
+/// once, before it looks at its timer and signals again.
+const BURST: usize = 64;
 
 /// Runs a session on an upgraded socket until it ends. Without a connection `permit` the hub is
 /// at its connection limit and the session is closed at once with 1013.
@@ -144,7 +148,7 @@ struct Session {
     /// Push consumers of this session: id → queue.
     consumers: HashMap<u64, String>,
     next_reader: u64,
-    in_flight: FuturesUnordered<futures_util::future::BoxFuture<'static, Finished>>,
+    in_flight: FuturesUnordered<InFlight>,
 }
 
 impl Session {
@@ -176,25 +180,69 @@ impl Session {
                     self.outbox.ping();
                 }
                 _ = self.outbox.space(), if paused => {}
-                Some((format, outcome)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
-                    if let Flow::Close(code) = self.answer(format, outcome) {
-                        return End::Close(code);
+                Some(finished) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    if let Some(end) = self.finish_burst(finished) {
+                        return end;
                     }
                 }
                 next = stream.next(), if !paused => {
                     last_heard = Instant::now();
-                    let flow = match next {
-                        Some(Ok(Message::Binary(bytes))) => self.handle(&bytes, Format::MsgPack).await,
-                        Some(Ok(Message::Text(text))) => self.handle(text.as_bytes(), Format::Json).await,
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Flow::Continue,
-                        Some(Ok(Message::Close(_))) | None => return End::PeerGone,
-                        Some(Err(e)) => return transport_error(self.id, e),
-                    };
-                    if let Flow::Close(code) = flow {
-                        return End::Close(code);
+                    if let Some(end) = self.read_burst(next, stream, max_in_flight).await {
+                        return end;
                     }
                 }
             }
+        }
+    }
+
+    /// Answers a finished request, then the others already finished (at most [`BURST`] in
+    /// all).
+    fn finish_burst(&mut self, first: Finished) -> Option<End> {
+        let mut next = Some(first);
+        let mut answered = 0;
+        while let Some((format, outcome)) = next.take() {
+            if let Flow::Close(code) = self.answer(format, outcome) {
+                return Some(End::Close(code));
+            }
+            answered += 1;
+            if answered < BURST {
+                next = self.in_flight.next().now_or_never().flatten();
+            }
+        }
+        None
+    }
+
+    /// Handles a message, then those already received (at most [`BURST`], and only while
+    /// fewer than `max_in_flight` replies wait for the socket). Returns why the session ends,
+    /// if it does.
+    async fn read_burst<R>(
+        &mut self,
+        first: Option<Result<Message, axum::Error>>,
+        stream: &mut R,
+        max_in_flight: usize,
+    ) -> Option<End>
+    where
+        R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+    {
+        let mut next = first;
+        let mut handled = 0;
+        loop {
+            let flow = match next {
+                Some(Ok(Message::Binary(bytes))) => self.handle(&bytes, Format::MsgPack).await,
+                Some(Ok(Message::Text(text))) => self.handle(text.as_bytes(), Format::Json).await,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => Flow::Continue,
+                Some(Ok(Message::Close(_))) | None => return Some(End::PeerGone),
+                Some(Err(e)) => return Some(transport_error(self.id, e)),
+            };
+            if let Flow::Close(code) = flow {
+                return Some(End::Close(code));
+            }
+            handled += 1;
+            if handled >= BURST || self.outbox.pending_replies() >= max_in_flight {
+                return None;
+            }
+            // Only a message already received: `None` here means nothing is ready now.
+            next = stream.next().now_or_never()?;
         }
     }
 }

@@ -4,7 +4,6 @@
 //! disk (appends, stream administration) become futures in the session's in-flight set, so a
 //! session can pipeline many appends into one group commit.
 
-use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use switchboard_protocol::codec::{self, Format};
 use switchboard_protocol::names;
@@ -44,6 +43,24 @@ impl Failure {
 /// The outcome of a request that finished later.
 pub(super) type Finished = (Format, Result<Reply, Failure>);
 
+/// A request waiting for its outcome, with the format to answer in.
+pub(super) struct InFlight {
+    format: Format,
+    future: BoxFuture<'static, Result<Reply, Failure>>,
+}
+
+impl Future for InFlight {
+    type Output = Finished;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Finished> {
+        let format = self.format;
+        self.future.as_mut().poll(cx).map(|outcome| (format, outcome))
+    }
+}
+
 /// How a request was handled.
 pub(super) enum Handled {
     Now(Result<Reply, Failure>),
@@ -79,7 +96,7 @@ impl Session {
                     );
                     self.answer(format, Err(failure))
                 } else {
-                    self.in_flight.push(future.map(move |outcome| (format, outcome)).boxed());
+                    self.in_flight.push(InFlight { format, future });
                     Flow::Continue
                 }
             }
