@@ -109,8 +109,15 @@ pub struct Engine {
     signals: Arc<Signals>,
     /// Each queue's dispatcher and its count of waiting pulls and consumers.
     dispatchers: Mutex<HashMap<String, DispatcherHandle>>,
+    /// The default settings of queues enqueued to lately (what an enqueue creates a missing
+    /// queue with), so that an enqueue does not rebuild and recheck them. At most
+    /// [`DEFAULTS_CACHED`] names; when full it is emptied and refills.
+    defaults: Mutex<HashMap<String, Arc<QueueInfo>>>,
     next_consumer: AtomicU64,
 }
+
+/// Most queue names whose default settings are cached.
+const DEFAULTS_CACHED: usize = 1024;
 
 /// The queue engine's handle.
 pub type Queues = Arc<Engine>;
@@ -128,6 +135,7 @@ pub fn new(
         clock,
         signals,
         dispatchers: Mutex::new(HashMap::new()),
+        defaults: Mutex::new(HashMap::new()),
         next_consumer: AtomicU64::new(1),
     })
 }
@@ -208,6 +216,20 @@ impl Engine {
         Ok(info)
     }
 
+    /// The settings a missing queue is created with by an enqueue, checked (with its name).
+    fn defaults_of(&self, name: &str) -> Result<Arc<QueueInfo>, QueueError> {
+        let mut cached = self.defaults.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(info) = cached.get(name) {
+            return Ok(info.clone());
+        }
+        let info = Arc::new(self.info_for(name, &QueueOptions::default())?);
+        if cached.len() >= DEFAULTS_CACHED {
+            cached.clear();
+        }
+        cached.insert(name.to_owned(), info.clone());
+        Ok(info)
+    }
+
     /// Creates a queue (a no-op if it exists with the same options).
     ///
     /// # Errors
@@ -234,7 +256,7 @@ impl Engine {
         task: NewTask,
         idempotency_key: Option<String>,
     ) -> Result<u64, QueueError> {
-        let create = self.info_for(name, &QueueOptions::default())?;
+        let create = self.defaults_of(name)?;
         if task.priority > 9 {
             return Err(error(ErrorCode::InvalidArgument, "priority must be 0 to 9"));
         }

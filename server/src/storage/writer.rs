@@ -79,7 +79,7 @@ pub enum WriteOp {
         queue: String,
         task: NewTask,
         idempotency_key: Option<String>,
-        create: QueueInfo,
+        create: Arc<QueueInfo>,
     },
     /// Leases up to `max` tasks to `consumer` (0 for a pull), creating the queue if missing.
     Lease {
@@ -468,7 +468,7 @@ impl WriterThread {
             }
             WriteOp::Enqueue { queue, task, idempotency_key, create } => {
                 if !queues.exists(queue) {
-                    let mut info = create.clone();
+                    let mut info = (**create).clone();
                     info.created = now;
                     queues.create(t, next_id, info, false)?;
                 }
