@@ -9,7 +9,7 @@ use switchboard_client::{AppendOptions, StreamOptions};
 use crate::Common;
 use crate::hub::Hub;
 use crate::nats::{NatsClient, NatsServer, jetstream};
-use crate::report::{Latency, Outcome, histogram};
+use crate::report::{Latencies, Outcome};
 
 /// Options of the append workload.
 #[derive(Debug, Clone, clap::Args)]
@@ -44,12 +44,13 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
     let start = Instant::now();
     let cpu_start = hub.cpu_seconds();
     let until = start + Duration::from_secs_f64(o.seconds);
+    let latencies = Latencies::new();
     let mut tasks = Vec::new();
     for p in 0..o.producers {
         let client = clients[p % clients.len()].clone();
         let data = data.clone();
+        let mut h = latencies.recorder();
         tasks.push(tokio::spawn(async move {
-            let mut h = histogram();
             let mut n = 0u64;
             while Instant::now() < until {
                 let t0 = Instant::now();
@@ -58,13 +59,13 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
                     .append(stream, data.to_vec(), AppendOptions { key, ..Default::default() })
                     .await
                     .map_err(|e| anyhow::anyhow!("append: {e:?}"))?;
-                h.record(t0.elapsed().as_micros() as u64).ok();
+                h.record(t0.elapsed().as_micros() as u64);
                 n += 1;
             }
-            anyhow::Ok((n, h))
+            anyhow::Ok(n)
         }));
     }
-    let (total, all) = super::join_counted(tasks).await?;
+    let total = super::join_counted(tasks).await?;
     let seconds = start.elapsed().as_secs_f64();
     let server_cpu = crate::report::cpu_used(cpu_start, hub.cpu_seconds());
     Ok(Outcome {
@@ -72,7 +73,7 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
         unit: "appends",
         count: total,
         seconds,
-        latency: Some(Latency::of(&all)),
+        latency: Some(latencies.summary()),
         details: json!({ "server_cpu_seconds": server_cpu, "producers": o.producers, "connections": o.connections, "size": o.size, "partitions": o.partitions }),
     })
 }
@@ -94,26 +95,27 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
     let start = Instant::now();
     let cpu_start = server.cpu_seconds();
     let until = start + Duration::from_secs_f64(o.seconds);
+    let latencies = Latencies::new();
     let mut tasks = Vec::new();
     for p in 0..o.producers {
         let client = clients[p % clients.len()].clone();
         let data = data.clone();
+        let mut h = latencies.recorder();
         let subject = format!("bench.append.{}", p as u32 % partitions);
         tasks.push(tokio::spawn(async move {
-            let mut h = histogram();
             let mut n = 0u64;
             while Instant::now() < until {
                 let t0 = Instant::now();
                 let id = format!("p{p}-{n}");
                 let ack = jetstream::publish(&client, &subject, &id, &data).await?;
                 anyhow::ensure!(!ack.duplicate, "publish {id} was taken for a duplicate");
-                h.record(t0.elapsed().as_micros() as u64).ok();
+                h.record(t0.elapsed().as_micros() as u64);
                 n += 1;
             }
-            anyhow::Ok((n, h))
+            anyhow::Ok(n)
         }));
     }
-    let (total, all) = super::join_counted(tasks).await?;
+    let total = super::join_counted(tasks).await?;
     let seconds = start.elapsed().as_secs_f64();
     let server_cpu = crate::report::cpu_used(cpu_start, server.cpu_seconds());
     Ok(Outcome {
@@ -125,7 +127,7 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
         unit: "appends",
         count: total,
         seconds,
-        latency: Some(Latency::of(&all)),
+        latency: Some(latencies.summary()),
         details: json!({ "server_cpu_seconds": server_cpu,
             "producers": o.producers, "connections": o.connections, "size": o.size,
             "partitions": partitions, "subjects": partitions, "server": server.version,

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::Common;
 use crate::hub::Hub;
-use crate::report::{Latency, Outcome, histogram};
+use crate::report::{Latencies, Outcome};
 
 /// How long a subscriber waits for a message before it checks whether publishing ended.
 const IDLE: Duration = Duration::from_millis(500);
@@ -38,6 +38,7 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
     let base = Instant::now();
     let delivered = Arc::new(AtomicU64::new(0));
     let publishing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let latencies = Latencies::new();
     let mut subscribers = Vec::new();
     for _ in 0..o.subscribers {
         let client = super::clients(&hub.url, 1).await?.remove(0);
@@ -45,9 +46,9 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
             client.subscribe("bench.fanout").await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let delivered = delivered.clone();
         let publishing = publishing.clone();
+        let mut h = latencies.recorder();
         subscribers.push(tokio::spawn(async move {
             let _client = client;
-            let mut h = histogram();
             let mut uncounted = 0;
             loop {
                 // A message already waiting needs no timer: only an idle wait arms one.
@@ -62,7 +63,7 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
                     Ok(Some(m)) => {
                         let sent = u64::from_be_bytes(m.data[..8].try_into().unwrap_or([0; 8]));
                         let now = base.elapsed().as_nanos() as u64;
-                        h.record(now.saturating_sub(sent) / 1000).ok();
+                        h.record(now.saturating_sub(sent) / 1000);
                         uncounted += 1;
                     }
                     Ok(None) => break,
@@ -71,7 +72,7 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
                 }
             }
             counted(&delivered, &mut uncounted);
-            (h, sub.missed())
+            sub.missed()
         }));
     }
     let publisher = super::clients(&hub.url, 1).await?.remove(0);
@@ -101,19 +102,16 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
     let seconds = start.elapsed().as_secs_f64();
     let server_cpu = crate::report::cpu_used(cpu_start, hub.cpu_seconds());
     publishing.store(false, Ordering::Relaxed);
-    let mut all = histogram();
     let mut missed = 0;
     for s in subscribers {
-        let (h, m) = s.await?;
-        all.add(h).ok();
-        missed += m;
+        missed += s.await?;
     }
     Ok(Outcome {
         workload: "fanout",
         unit: "deliveries",
         count: delivered.load(Ordering::Relaxed),
         seconds,
-        latency: Some(Latency::of(&all)),
+        latency: Some(latencies.summary()),
         details: json!({ "server_cpu_seconds": server_cpu,
             "subscribers": o.subscribers, "size": o.size, "window": o.window, "published": published,
             "publish_seconds": (publish_seconds * 100.0).round() / 100.0, "missed": missed,
@@ -130,6 +128,7 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
     let base = Instant::now();
     let delivered = Arc::new(AtomicU64::new(0));
     let publishing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let latencies = Latencies::new();
     let mut subscribers = Vec::new();
     for _ in 0..o.subscribers {
         let (mut writer, mut reader) = crate::nats::connect(&server.url).await?;
@@ -141,8 +140,8 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
         }
         let delivered = delivered.clone();
         let publishing = publishing.clone();
+        let mut h = latencies.recorder();
         subscribers.push(tokio::spawn(async move {
-            let mut h = histogram();
             let mut uncounted = 0;
             loop {
                 // As on the hub side: a timer only for an idle wait (`next` is cancel-safe).
@@ -159,8 +158,7 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
                         ..
                     }))) => {
                         let sent = u64::from_be_bytes(payload[..8].try_into().unwrap_or([0; 8]));
-                        h.record((base.elapsed().as_nanos() as u64).saturating_sub(sent) / 1000)
-                            .ok();
+                        h.record((base.elapsed().as_nanos() as u64).saturating_sub(sent) / 1000);
                         uncounted += 1;
                     }
                     Ok(Ok(crate::nats::Incoming::Ping)) => {
@@ -175,7 +173,6 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
                 }
             }
             counted(&delivered, &mut uncounted);
-            h
         }));
     }
     let (mut publisher, mut replies) = crate::nats::connect(&server.url).await?;
@@ -207,16 +204,15 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
     let seconds = start.elapsed().as_secs_f64();
     let server_cpu = crate::report::cpu_used(cpu_start, server.cpu_seconds());
     publishing.store(false, Ordering::Relaxed);
-    let mut all = histogram();
     for s in subscribers {
-        all.add(s.await?).ok();
+        s.await?;
     }
     Ok(Outcome {
         workload: "fanout (nats-server)",
         unit: "deliveries",
         count: delivered.load(Ordering::Relaxed),
         seconds,
-        latency: Some(Latency::of(&all)),
+        latency: Some(latencies.summary()),
         details: json!({ "server_cpu_seconds": server_cpu,
             "subscribers": o.subscribers, "size": o.size, "window": o.window, "published": published,
             "publish_seconds": (publish_seconds * 100.0).round() / 100.0,

@@ -37,19 +37,14 @@ pub fn payload(size: usize) -> Vec<u8> {
     (0..size).map(|i| (i % 251) as u8).collect()
 }
 
-/// What a timed task answers: how many operations it completed, and their latencies.
-pub type Counted = anyhow::Result<(u64, hdrhistogram::Histogram<u64>)>;
+/// What a timed task answers: how many operations it completed.
+pub type Counted = anyhow::Result<u64>;
 
-/// Waits for timed tasks; the total count and the merged histogram.
-pub async fn join_counted(
-    tasks: Vec<tokio::task::JoinHandle<Counted>>,
-) -> anyhow::Result<(u64, hdrhistogram::Histogram<u64>)> {
+/// Waits for timed tasks; the total count.
+pub async fn join_counted(tasks: Vec<tokio::task::JoinHandle<Counted>>) -> anyhow::Result<u64> {
     let mut total = 0;
-    let mut all = crate::report::histogram();
     for task in tasks {
-        let (n, h) = task.await??;
-        total += n;
-        all.add(h).ok();
+        total += task.await??;
     }
-    Ok((total, all))
+    Ok(total)
 }

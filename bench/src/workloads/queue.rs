@@ -10,7 +10,7 @@ use switchboard_client::{EnqueueOptions, PullOptions};
 use crate::Common;
 use crate::hub::Hub;
 use crate::nats::{NatsClient, NatsServer, jetstream};
-use crate::report::{Latency, Outcome, histogram};
+use crate::report::{Latencies, Outcome};
 
 /// Options of the queue workload.
 #[derive(Debug, Clone, clap::Args)]
@@ -63,14 +63,15 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
             anyhow::Ok(n)
         }));
     }
+    let latencies = Latencies::new();
     let mut workers = Vec::new();
     for _ in 0..o.workers {
         let client = super::clients(&hub.url, 1).await?.remove(0);
         let producing = producing.clone();
         let batch = o.batch;
         let wait_ms = o.wait_ms;
+        let mut h = latencies.recorder();
         workers.push(tokio::spawn(async move {
-            let mut h = histogram();
             let mut acked = 0u64;
             loop {
                 let options = PullOptions { max: batch, wait_ms };
@@ -87,11 +88,11 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
                     let sent = u64::from_be_bytes(
                         t.task.data.as_bytes()[..8].try_into().unwrap_or([0; 8]),
                     );
-                    h.record((base.elapsed().as_nanos() as u64).saturating_sub(sent) / 1000).ok();
+                    h.record((base.elapsed().as_nanos() as u64).saturating_sub(sent) / 1000);
                     acked += 1;
                 }
             }
-            anyhow::Ok((acked, h))
+            anyhow::Ok(acked)
         }));
     }
     let mut enqueued = 0;
@@ -99,7 +100,7 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
         enqueued += t.await??;
     }
     producing.store(false, Ordering::Relaxed);
-    let (acked, all) = super::join_counted(workers).await?;
+    let acked = super::join_counted(workers).await?;
     let seconds = start.elapsed().as_secs_f64();
     let server_cpu = crate::report::cpu_used(cpu_start, hub.cpu_seconds());
     Ok(Outcome {
@@ -107,7 +108,7 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
         unit: "tasks",
         count: acked,
         seconds,
-        latency: Some(Latency::of(&all)),
+        latency: Some(latencies.summary()),
         details: json!({ "server_cpu_seconds": server_cpu,
             "producers": o.producers, "workers": o.workers, "batch": o.batch, "wait_ms": o.wait_ms,
             "size": o.size, "enqueued": enqueued,
@@ -162,14 +163,15 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
             anyhow::Ok(n)
         }));
     }
+    let latencies = Latencies::new();
     let mut workers = Vec::new();
     for _ in 0..o.workers {
         let client = NatsClient::connect(&server.url, timeout).await?;
         let mut puller = jetstream::Puller::new(&client, STREAM, CONSUMER).await?;
         let producing = producing.clone();
         let (batch, wait) = (o.batch, Duration::from_millis(o.wait_ms));
+        let mut h = latencies.recorder();
         workers.push(tokio::spawn(async move {
-            let mut h = histogram();
             let (mut acked, mut empty) = (0u64, 0u64);
             loop {
                 let got = puller.fetch(batch, wait).await?;
@@ -185,11 +187,11 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
                 for m in &got {
                     let sent = m.payload.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]);
                     let sent = u64::from_be_bytes(sent);
-                    h.record(now.saturating_sub(sent) / 1000).ok();
+                    h.record(now.saturating_sub(sent) / 1000);
                 }
                 acked += got.len() as u64;
             }
-            anyhow::Ok((acked, empty, h))
+            anyhow::Ok((acked, empty))
         }));
     }
     let mut enqueued = 0;
@@ -198,12 +200,10 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
     }
     producing.store(false, Ordering::Relaxed);
     let (mut acked, mut empty_fetches) = (0, 0);
-    let mut all = histogram();
     for w in workers {
-        let (n, empty, h) = w.await??;
+        let (n, empty) = w.await??;
         acked += n;
         empty_fetches += empty;
-        all.add(h).ok();
     }
     let seconds = start.elapsed().as_secs_f64();
     let server_cpu = crate::report::cpu_used(cpu_start, server.cpu_seconds());
@@ -216,7 +216,7 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
         unit: "tasks",
         count: acked,
         seconds,
-        latency: Some(Latency::of(&all)),
+        latency: Some(latencies.summary()),
         details: json!({ "server_cpu_seconds": server_cpu,
             "producers": o.producers, "workers": o.workers, "batch": o.batch, "wait_ms": o.wait_ms,
             "size": o.size, "enqueued": enqueued, "empty_fetches": empty_fetches,
