@@ -64,6 +64,9 @@ pub struct ServeArgs {
     /// Time a connection has to send hello, in milliseconds [default: 10000].
     #[arg(long, env = "SWITCHBOARD_HELLO_TIMEOUT_MS")]
     pub hello_timeout_ms: Option<u32>,
+    /// Threads of the async runtime [default: one fewer than the cores, at least 1].
+    #[arg(long, env = "SWITCHBOARD_WORKER_THREADS")]
+    pub worker_threads: Option<u32>,
     /// Log filter, e.g. `info` or `switchboard_server=debug` [default: info].
     #[arg(long, env = "SWITCHBOARD_LOG")]
     pub log: Option<String>,
@@ -95,7 +98,7 @@ impl ServeArgs {
             )*};
         }
         set!(listen, data_dir, max_frame_bytes, max_connections, outbox_bytes, slow_consumer);
-        set!(ping_interval_ms, idle_timeout_ms, hello_timeout_ms);
+        set!(ping_interval_ms, idle_timeout_ms, hello_timeout_ms, worker_threads);
         if self.web_dir.is_some() {
             config.web_dir = self.web_dir.clone();
         }
@@ -125,7 +128,11 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.runtime_threads())
+        .enable_all()
+        .build();
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("switchboard: cannot start the runtime: {e}");

@@ -78,6 +78,10 @@ pub struct Config {
     pub retention_interval_ms: u64,
     /// Most write operations committed in one transaction.
     pub commit_max_batch: u32,
+    /// Threads of the async runtime that runs sessions, dispatchers and readers; 0 picks one
+    /// fewer than the machine's cores (at least one), leaving a core to the storage writer
+    /// thread.
+    pub worker_threads: u32,
     /// Default lease of a task, in milliseconds.
     pub queue_lease_ms: u64,
     /// Default cap of lease extensions, in milliseconds from the lease's start.
@@ -121,6 +125,7 @@ impl Default for Config {
             group_session_timeout_ms: 10_000,
             retention_interval_ms: 1_000,
             commit_max_batch: 4096,
+            worker_threads: 0,
             queue_lease_ms: 30_000,
             queue_max_lease_ms: 12 * 3600 * 1000,
             queue_max_attempts: 5,
@@ -143,6 +148,16 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The runtime's worker threads: `worker_threads`, or one fewer than the cores when it is 0.
+    pub fn runtime_threads(&self) -> usize {
+        match self.worker_threads {
+            0 => {
+                std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)).max(1)
+            }
+            n => n as usize,
+        }
+    }
+
     /// Reads a TOML file over the defaults.
     ///
     /// # Errors
@@ -288,6 +303,13 @@ mod tests {
         std::fs::write(&path, "max_subscription = 5\n").unwrap();
         let err = Config::from_file(&path).unwrap_err().to_string();
         assert!(err.contains("max_subscription"), "{err}");
+    }
+
+    #[test]
+    fn runtime_threads_should_leave_a_core_to_the_writer_unless_set() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(Config::default().runtime_threads(), (cores - 1).max(1));
+        assert_eq!(Config { worker_threads: 3, ..Config::default() }.runtime_threads(), 3);
     }
 
     #[test]
