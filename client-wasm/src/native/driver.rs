@@ -20,6 +20,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::client::{Command, Shared};
 use super::consumer::{Consumer, ConsumerSinks, wall_clock_ms};
+use super::mailbox::{self, Refused};
 use super::options::ClientOptions;
 use super::reader::{Reader, ReaderSinks};
 use super::subscription::Subscription;
@@ -54,7 +55,7 @@ enum Waiter {
 
 /// The driver's end of one subscription.
 struct Sink {
-    messages: mpsc::Sender<Message>,
+    messages: mailbox::Sender,
     missed: Arc<AtomicU64>,
 }
 
@@ -526,7 +527,7 @@ impl Driver {
     }
 
     fn open_subscription(&mut self, sub: SubId, pattern: String) -> Subscription {
-        let (sender, messages) = mpsc::channel(self.subscription_buffer);
+        let (sender, messages) = mailbox::mailbox(self.subscription_buffer);
         let missed = Arc::new(AtomicU64::new(0));
         self.sinks.insert(sub, Sink { messages: sender, missed: Arc::clone(&missed) });
         Subscription {
@@ -543,14 +544,14 @@ impl Driver {
         let Some(sink) = self.sinks.get(&sub) else {
             return;
         };
-        match sink.messages.try_send(message) {
+        match sink.messages.push(message) {
             Ok(()) => {}
             // Topics drop rather than block: a slow reader must not stall the connection.
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(Refused::Full) => {
                 sink.missed.fetch_add(1, Ordering::Relaxed);
             }
             // The handle was dropped and its unsubscribe did not fit in the command channel.
-            Err(mpsc::error::TrySendError::Closed(_)) => {
+            Err(Refused::Closed) => {
                 self.sinks.remove(&sub);
                 self.core.unsubscribe(self.now(), sub);
             }

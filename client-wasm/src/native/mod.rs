@@ -10,6 +10,7 @@
 mod client;
 mod consumer;
 mod driver;
+mod mailbox;
 mod options;
 mod queues;
 mod reader;

@@ -9,6 +9,7 @@ use futures_util::Stream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::client::Command;
+use super::mailbox;
 use crate::core::{ClientError, Message, SubId};
 
 /// The messages of one subscription, as a [`Stream`] or through [`Subscription::next`].
@@ -23,7 +24,7 @@ use crate::core::{ClientError, Message, SubId};
 pub struct Subscription {
     pub(super) id: SubId,
     pub(super) pattern: String,
-    pub(super) messages: mpsc::Receiver<Message>,
+    pub(super) messages: mailbox::Receiver,
     pub(super) missed: Arc<AtomicU64>,
     /// Weak, so that subscriptions alone do not keep a client whose handles are all gone open.
     pub(super) commands: mpsc::WeakSender<Command>,
