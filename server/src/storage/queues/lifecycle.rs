@@ -158,7 +158,7 @@ impl QueuesState {
             }
         };
         let consumer = m.consumer;
-        let info = q.meta.info.clone();
+        let max_lease_ms = q.meta.info.max_lease_ms;
         changes.touched.insert(qid);
         self.due.remove(&(deadline, qid, task));
         if consumer != 0 && !matches!(how, Settlement::Extend { .. }) {
@@ -180,10 +180,8 @@ impl QueuesState {
                 Ok(None)
             }
             Settlement::Extend { ms } => {
-                let new_deadline = now
-                    .saturating_add(ms)
-                    .min(since.saturating_add(info.max_lease_ms))
-                    .max(deadline);
+                let new_deadline =
+                    now.saturating_add(ms).min(since.saturating_add(max_lease_ms)).max(deadline);
                 let q = self.queue(name)?;
                 if let Some(m) = q.tasks.get_mut(&task) {
                     m.row.phase = Phase::Leased { lease, deadline: new_deadline, since };

@@ -79,9 +79,14 @@ struct Mem {
 }
 
 impl Mem {
-    /// Writes the task's row: its state and body, MessagePack `[Row, Body]`.
+    /// Writes the task's row: its state and body, MessagePack `[Row, Body]`, encoded into one
+    /// buffer sized for it up front.
     fn store(&self, t: &mut Tables<'_>, queue: u64, task: u64) -> Result<(), OpError> {
-        t.tasks.insert((queue, task), encode(&(&self.row, &self.body)).as_slice())?;
+        let headers: usize = self.body.headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+        let mut row = Vec::with_capacity(128 + self.body.data.len() + headers);
+        rmp_serde::encode::write_named(&mut row, &(&self.row, &self.body))
+            .map_err(|e| OpError::Storage(format!("cannot encode task {task}: {e}")))?;
+        t.tasks.insert((queue, task), row.as_slice())?;
         Ok(())
     }
 
