@@ -225,9 +225,6 @@ impl Subscriptions {
 /// Whether `topic` matches `pattern`. A pattern without wildcards matches only itself, which
 /// one comparison tells without splitting both into segments.
 fn matches(pattern: &str, topic: &str) -> bool {
-    if pattern.bytes().any(|b| b == b'*' || b == b'>') {
-        pattern_matches(pattern, topic)
-    } else {
-        pattern == topic
-    }
+    pattern == topic
+        || (pattern.bytes().any(|b| b == b'*' || b == b'>') && pattern_matches(pattern, topic))
 }
