@@ -31,6 +31,11 @@ pub struct StatsSnapshot {
     pub dropped_slow: u64,
     pub slow_disconnects: u64,
     pub subscriptions: u64,
+    /// Storage transactions committed, the write operations they held, and how many of them
+    /// were fsynced: `writes / commits` is the mean group-commit batch.
+    pub commits: u64,
+    pub writes: u64,
+    pub fsyncs: u64,
 }
 
 impl Stats {
@@ -39,8 +44,8 @@ impl Stats {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Reads every counter.
-    pub fn snapshot(&self, subscriptions: u64) -> StatsSnapshot {
+    /// Reads every counter, with the storage writer's `(commits, writes, fsyncs)`.
+    pub fn snapshot(&self, subscriptions: u64, writer: (u64, u64, u64)) -> StatsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {
             sessions: get(&self.sessions),
@@ -53,6 +58,9 @@ impl Stats {
             dropped_slow: get(&self.dropped_slow),
             slow_disconnects: get(&self.slow_disconnects),
             subscriptions,
+            commits: writer.0,
+            writes: writer.1,
+            fsyncs: writer.2,
         }
     }
 }

@@ -266,11 +266,24 @@ async fn the_hub_should_serve_its_page_health_and_stats_over_http() {
     let server = TestServer::start().await;
     let (mut client, _) = RawClient::hello(&server.ws_url(), Format::MsgPack).await;
     client.subscribe("x.>").await;
+    let id = client.id();
+    let append = ClientFrame::Append(switchboard_protocol::Append {
+        id,
+        stream: "counted".into(),
+        data: b"one".to_vec().into(),
+        key: None,
+        headers: Default::default(),
+        idempotency_key: None,
+    });
+    assert!(matches!(client.request(append).await, ServerFrame::Ok(_)));
     let body = http_get(&server, "/api/stats").await;
     let stats: serde_json::Value =
         serde_json::from_str(body.split("\r\n\r\n").nth(1).unwrap()).unwrap();
     assert_eq!(stats["sessions"], 1);
     assert_eq!(stats["subscriptions"], 1);
+    let writes = stats["writes"].as_u64().unwrap();
+    assert!(writes >= 1, "the append went through the writer: {stats}");
+    assert!(stats["commits"].as_u64().unwrap() >= 1 && stats["fsyncs"].as_u64().unwrap() >= 1);
     assert!(http_get(&server, "/healthz").await.starts_with("HTTP/1.1 200"));
     let missing = http_get(&server, "/api/nothing").await;
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");

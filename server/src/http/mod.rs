@@ -82,7 +82,8 @@ async fn upgrade(ws: WebSocketUpgrade, State(hub): State<Arc<Hub>>) -> Response 
 }
 
 async fn stats(State(hub): State<Arc<Hub>>) -> Json<crate::stats::StatsSnapshot> {
-    Json(hub.stats.snapshot(hub.topics.subscriptions() as u64))
+    let writer = hub.queues.writer.counts().read();
+    Json(hub.stats.snapshot(hub.topics.subscriptions() as u64, writer))
 }
 
 /// An HTTP API error: a 4xx with detail for the caller's mistakes, a 5xx for the hub's.

@@ -154,11 +154,35 @@ struct Job {
     done: oneshot::Sender<Result<WriteResult, OpError>>,
 }
 
+/// What the writer has done since it started.
+#[derive(Debug, Default)]
+pub struct WriterCounts {
+    /// Transactions committed.
+    pub commits: std::sync::atomic::AtomicU64,
+    /// Operations in those transactions.
+    pub writes: std::sync::atomic::AtomicU64,
+    /// Commits made durable with an fsync.
+    pub fsyncs: std::sync::atomic::AtomicU64,
+}
+
+impl WriterCounts {
+    fn add(counter: &std::sync::atomic::AtomicU64, n: u64) {
+        counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// (commits, writes, fsyncs).
+    pub fn read(&self) -> (u64, u64, u64) {
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        (get(&self.commits), get(&self.writes), get(&self.fsyncs))
+    }
+}
+
 /// A handle to the writer thread. Cloning shares it.
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::SyncSender<Job>,
     thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+    counts: Arc<WriterCounts>,
 }
 
 impl Writer {
@@ -176,11 +200,20 @@ impl Writer {
         let state = load(&db)?;
         let snapshot = state.streams.snapshot();
         let (tx, rx) = mpsc::sync_channel(CHANNEL);
+        let counts = Arc::new(WriterCounts::default());
+        let writer =
+            WriterThread { db, rx, state, config, clock, listener, counts: counts.clone() };
         let thread = std::thread::Builder::new()
             .name("switchboard-writer".into())
-            .spawn(move || WriterThread { db, rx, state, config, clock, listener }.run())
+            .spawn(move || writer.run())
             .map_err(|e| OpError::Storage(format!("cannot start the writer thread: {e}")))?;
-        Ok((Writer { tx, thread: Arc::new(std::sync::Mutex::new(Some(thread))) }, snapshot))
+        let thread = Arc::new(std::sync::Mutex::new(Some(thread)));
+        Ok((Writer { tx, thread, counts }, snapshot))
+    }
+
+    /// What the writer has done since it started.
+    pub fn counts(&self) -> &WriterCounts {
+        &self.counts
     }
 
     /// Commits everything submitted so far, stops the thread and waits for it, releasing its
@@ -239,6 +272,7 @@ struct WriterThread {
     config: WriterConfig,
     clock: SharedClock,
     listener: Arc<dyn CommitListener>,
+    counts: Arc<WriterCounts>,
 }
 
 impl WriterThread {
@@ -336,6 +370,7 @@ impl WriterThread {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(redb::Durability::Immediate)?;
         txn.commit()?;
+        WriterCounts::add(&self.counts.fsyncs, 1);
         Ok(())
     }
 
@@ -344,6 +379,9 @@ impl WriterThread {
         let mut changes = Changes::default();
         match self.apply(&mut batch, durable, &mut stream_events, &mut changes) {
             Ok(results) => {
+                WriterCounts::add(&self.counts.commits, 1);
+                WriterCounts::add(&self.counts.writes, batch.len() as u64);
+                WriterCounts::add(&self.counts.fsyncs, u64::from(durable));
                 if !stream_events.is_empty() {
                     self.listener.streams(stream_events);
                 }
