@@ -102,6 +102,8 @@ pub struct ClientCore {
     config: CoreConfig,
     state: ConnectionState,
     outputs: VecDeque<Output>,
+    /// The subscriptions a delivered message matched, kept to reuse its allocation.
+    matched: Vec<SubId>,
     rng: Rng,
     backoff: Backoff,
     socket: Option<Socket>,
@@ -135,6 +137,7 @@ impl ClientCore {
             config,
             state: ConnectionState::Connecting,
             outputs: VecDeque::new(),
+            matched: Vec::new(),
             socket: None,
             last_socket: 0,
             reconnect_at: None,

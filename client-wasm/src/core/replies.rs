@@ -222,20 +222,19 @@ impl ClientCore {
     }
 
     fn on_deliver(&mut self, deliver: Deliver) {
+        let mut subs = std::mem::take(&mut self.matched);
+        self.subs.matching_into(&deliver.topic, &mut subs);
         let message =
             Message { topic: deliver.topic, data: deliver.data.0, headers: deliver.headers };
         // The hub sends each message once per session; every matching local subscription gets
         // its own copy (the body is shared, not copied), and the last one the message itself.
-        let outputs = &mut self.outputs;
-        let mut previous = None;
-        self.subs.each_matching(&message.topic, |sub| {
-            if let Some(previous) = previous.replace(sub) {
-                outputs.push_back(Output::Deliver { sub: previous, message: message.clone() });
+        if let Some((&last, others)) = subs.split_last() {
+            for &sub in others {
+                self.emit(Output::Deliver { sub, message: message.clone() });
             }
-        });
-        if let Some(sub) = previous {
-            self.emit(Output::Deliver { sub, message });
+            self.emit(Output::Deliver { sub: last, message });
         }
+        self.matched = subs;
     }
 
     fn on_notice(&mut self, notice: Notice) {

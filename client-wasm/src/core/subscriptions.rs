@@ -187,31 +187,25 @@ impl Subscriptions {
     /// Active local subscriptions whose pattern matches `topic`, in id order.
     pub(crate) fn matching(&self, topic: &str) -> Vec<SubId> {
         let mut out = Vec::new();
-        self.each_matching(topic, |sub| out.push(sub));
+        self.matching_into(topic, &mut out);
         out
     }
 
-    /// Calls `each` with every active local subscription whose pattern matches `topic`, in id
-    /// order. Without an allocation when one pattern matches, as it usually does.
-    pub(crate) fn each_matching(&self, topic: &str, mut each: impl FnMut(SubId)) {
-        let mut matched =
-            self.patterns.iter().filter(|(pattern, _)| matches(pattern, topic)).map(|(_, s)| s);
-        let Some(first) = matched.next() else {
-            return;
-        };
-        let active = |sub: &SubId| self.subs.get(sub).is_some_and(|l| l.active);
-        let Some(second) = matched.next() else {
-            // One pattern's subscriptions are already in id order.
-            first.subs.iter().copied().filter(active).for_each(each);
-            return;
-        };
-        let mut all: Vec<SubId> = first.subs.iter().chain(&second.subs).copied().collect();
-        for state in matched {
-            all.extend(state.subs.iter().copied());
+    /// [`Subscriptions::matching`] into `out` (cleared first), so that a caller can reuse one
+    /// buffer rather than allocate one per message.
+    pub(crate) fn matching_into(&self, topic: &str, out: &mut Vec<SubId>) {
+        out.clear();
+        for (pattern, state) in &self.patterns {
+            if matches(pattern, topic) {
+                for &sub in &state.subs {
+                    if self.subs.get(&sub).is_some_and(|l| l.active)
+                        && let Err(at) = out.binary_search(&sub)
+                    {
+                        out.insert(at, sub);
+                    }
+                }
+            }
         }
-        all.sort_unstable();
-        all.dedup();
-        all.into_iter().filter(active).for_each(&mut each);
     }
 
     /// Adds `missed` to a subscription's lost-message count.
