@@ -212,22 +212,8 @@ mod tests {
             }
             let mut parts = txn.open_table(PARTITIONS).unwrap();
             parts.insert((1, 0), (0, 150, bytes, 1_000 + 149 * 10)).unwrap();
-            let queue = QueueMeta {
-                id: 2,
-                info: switchboard_protocol::queues::QueueInfo {
-                    queue: "jobs".into(),
-                    lease_ms: 30_000,
-                    max_lease_ms: 600_000,
-                    max_attempts: 5,
-                    backoff_ms: vec![1_000],
-                    dead_letter: None,
-                    dedup_window_ms: 120_000,
-                    max_length: 1_000,
-                    ordered_by_key: false,
-                    created: 1_000,
-                },
-                dead: 0,
-            };
+            let queue =
+                QueueMeta { id: 2, info: crate::storage::queues::tests::info("jobs"), dead: 0 };
             let mut queues = txn.open_table(QUEUES).unwrap();
             queues.insert("jobs", rmp_serde::to_vec_named(&queue).unwrap().as_slice()).unwrap();
             txn.open_table(TASK_DUE_V2).unwrap().insert((95_000, 2, 1), ()).unwrap();

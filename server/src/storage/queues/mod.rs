@@ -439,13 +439,14 @@ pub fn dead_letter_queue_info(name: &str, origin: &QueueInfo, now: u64) -> Queue
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use redb::ReadableDatabase;
 
     use super::*;
     use crate::storage::tables::create_all;
 
-    fn info(name: &str) -> QueueInfo {
+    /// Settings of a queue for tests.
+    pub(crate) fn info(name: &str) -> QueueInfo {
         QueueInfo {
             queue: name.into(),
             lease_ms: 30_000,
