@@ -44,13 +44,22 @@ pub struct DecodeError {
 #[error("cannot encode frame: {0}")]
 pub struct EncodeError(String);
 
+/// Room reserved up front for an encoding: most frames fit, so they take one allocation instead
+/// of growing from a few bytes by doubling.
+const ENCODE_CAPACITY: usize = 128;
+
 /// Encodes any frame in `format`.
 ///
 /// # Errors
 /// Only if a `Serialize` implementation fails, which the frames of this crate never do.
 pub fn encode<T: Serialize>(value: &T, format: Format) -> Result<Vec<u8>, EncodeError> {
     match format {
-        Format::MsgPack => rmp_serde::to_vec_named(value).map_err(|e| EncodeError(e.to_string())),
+        Format::MsgPack => {
+            let mut out = Vec::with_capacity(ENCODE_CAPACITY);
+            rmp_serde::encode::write_named(&mut out, value)
+                .map_err(|e| EncodeError(e.to_string()))?;
+            Ok(out)
+        }
         #[cfg(feature = "json")]
         Format::Json => serde_json::to_vec(value).map_err(|e| EncodeError(e.to_string())),
         #[cfg(not(feature = "json"))]
