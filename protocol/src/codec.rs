@@ -166,13 +166,13 @@ fn decode_exact<T: DeserializeOwned>(bytes: &[u8], format: Format) -> Result<T, 
         #[cfg(not(feature = "json"))]
         Format::Json => Err(NO_JSON.to_owned()),
         Format::MsgPack => {
-            let mut rest = bytes;
-            let mut de = rmp_serde::Deserializer::new(&mut rest);
-            let value = T::deserialize(&mut de).map_err(|e| e.to_string())?;
-            if rest.is_empty() {
-                Ok(value)
-            } else {
-                Err(format!("{} trailing bytes after the frame", rest.len()))
+            // Decoding from the slice lets strings and payloads be copied once, straight from
+            // the frame (a reader would copy each into a buffer first).
+            let value: T = rmp_serde::from_slice(bytes).map_err(|e| e.to_string())?;
+            match lean::trailing_bytes(bytes) {
+                Some(0) => Ok(value),
+                Some(n) => Err(format!("{n} trailing bytes after the frame")),
+                None => Err("not one MessagePack value".to_owned()),
             }
         }
     }

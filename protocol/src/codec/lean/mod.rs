@@ -28,6 +28,14 @@ use crate::limits::Limits;
 use crate::queues::{DeadLetter, Task};
 use crate::streams::{PartitionOffset, ReaderPartition, Record};
 
+/// How many bytes follow the first MessagePack value in `bytes`, or `None` if `bytes` do not
+/// start with a whole value. Reads the structure only, without allocating.
+pub(crate) fn trailing_bytes(bytes: &[u8]) -> Option<usize> {
+    let mut r = Reader::new(bytes);
+    r.skip().ok()?;
+    Some(r.remaining())
+}
+
 /// Decodes a MessagePack frame sent by the hub.
 ///
 /// # Errors

@@ -33,6 +33,11 @@ impl<'a> Reader<'a> {
         self.pos == self.bytes.len()
     }
 
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.bytes.len() - self.pos
+    }
+
     pub fn peek(&self) -> Read<u8> {
         match self.bytes.get(self.pos) {
             Some(b) => Ok(*b),
