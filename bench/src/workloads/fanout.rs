@@ -124,7 +124,7 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
 /// for the PONG, NATS having no per-message acknowledgement).
 pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let server = crate::nats::NatsServer::start().await?;
+    let server = crate::nats::NatsServer::start(crate::nats::server::Sync::Default).await?;
     let base = Instant::now();
     let delivered = Arc::new(AtomicU64::new(0));
     let publishing = Arc::new(std::sync::atomic::AtomicBool::new(true));

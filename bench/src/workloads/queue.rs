@@ -9,6 +9,7 @@ use switchboard_client::{EnqueueOptions, PullOptions};
 
 use crate::Common;
 use crate::hub::Hub;
+use crate::nats::server::Sync;
 use crate::nats::{NatsClient, NatsServer, jetstream};
 use crate::report::{Latencies, Outcome};
 
@@ -126,10 +127,10 @@ const PRODUCER_CONNECTIONS: usize = 8;
 /// acknowledging each task explicitly. nats-server 2.9 does not answer an ack, so a worker
 /// waits for the `PONG` of a `PING` sent after its acks, as a hub worker waits for its acks'
 /// replies, before it takes the time and fetches again.
-pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
+pub async fn run_nats(o: &Options, sync: Sync) -> anyhow::Result<Outcome> {
     const STREAM: &str = "BENCH_QUEUE";
     const CONSUMER: &str = "workers";
-    let server = NatsServer::start().await?;
+    let server = NatsServer::start(sync).await?;
     let timeout = Duration::from_secs(60);
     let mut producers = Vec::new();
     for _ in 0..PRODUCER_CONNECTIONS {
