@@ -39,6 +39,12 @@ type ConnectFuture = Pin<Box<dyn Future<Output = Result<Ws, tungstenite::Error>>
 /// How long a closing handshake may take before the socket is simply dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
+/// Most yields to gather answered callers' next requests before a flush. A yield lasts until
+/// the worker thread has run every other ready task, which on a busy runtime can be a while;
+/// the first is often cut short by the first caller's request waking the driver, and the
+/// second finds the rest.
+const MAX_GATHERS: u8 = 2;
+
 /// Most commands or socket messages handled per loop turn. Taking what is already waiting
 /// lets one flush carry many frames; the cap keeps the other sources from starving.
 const BATCH: usize = 256;
@@ -120,6 +126,8 @@ pub(crate) struct Driver {
     /// Callers answered since the socket was last flushed who have not asked again yet: a
     /// caller keeping requests in flight asks again as soon as it is answered.
     expected: usize,
+    /// Yields to gather requests since the socket was last flushed.
+    gathers: u8,
 }
 
 impl Driver {
@@ -155,6 +163,7 @@ impl Driver {
             armed: None,
             unflushed: false,
             expected: 0,
+            gathers: 0,
         }
     }
 
@@ -170,7 +179,7 @@ impl Driver {
                 self.flush().await;
                 break;
             }
-            if self.expected > 0 && self.gather().await {
+            if self.expected > 0 && self.gathers < MAX_GATHERS && self.gather().await {
                 continue;
             }
             if self.flush().await {
@@ -363,9 +372,10 @@ impl Driver {
     /// Without this, a driver answering a batch of callers went back to wait for commands and
     /// was woken by the first caller's request, wrote it, and was woken again by the next:
     /// one socket write per request. The yield puts the driver behind the tasks it woke, so
-    /// their requests share one write; it stops once a yield brought nothing, or as many
-    /// requests as answers came.
+    /// their requests share one write; it stops once a yield brought nothing, as many
+    /// requests as answers came, or after [`MAX_GATHERS`] yields.
     async fn gather(&mut self) -> bool {
+        self.gathers += 1;
         tokio::task::yield_now().await;
         let mut taken = 0;
         let mut now = None;
@@ -382,6 +392,8 @@ impl Driver {
     /// Writes out the frames fed since the last flush; returns whether that failed, losing
     /// the socket (to which the core reacts with more outputs).
     async fn flush(&mut self) -> bool {
+        self.expected = 0;
+        self.gathers = 0;
         if !std::mem::take(&mut self.unflushed) {
             return false;
         }
