@@ -20,7 +20,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::client::{Command, Shared};
 use super::consumer::{Consumer, ConsumerSinks, wall_clock_ms};
-use super::mailbox::{self, Refused};
+use super::mailbox::{self, Closed};
 use super::options::ClientOptions;
 use super::reader::{Reader, ReaderSinks};
 use super::subscription::Subscription;
@@ -128,6 +128,9 @@ pub(crate) struct Driver {
     expected: usize,
     /// Yields to gather requests since the socket was last flushed.
     gathers: u8,
+    /// Messages for the subscription `delivering`, handed to it together.
+    deliveries: Vec<Message>,
+    delivering: Option<SubId>,
 }
 
 impl Driver {
@@ -164,6 +167,8 @@ impl Driver {
             unflushed: false,
             expected: 0,
             gathers: 0,
+            deliveries: Vec::new(),
+            delivering: None,
         }
     }
 
@@ -411,6 +416,10 @@ impl Driver {
     /// the loop flushes once before it waits.
     async fn apply_outputs(&mut self) {
         while let Some(output) = self.core.poll_output() {
+            if !matches!(output, Output::Deliver { .. }) {
+                // Messages delivered so far reach their subscription before what follows.
+                self.hand_over();
+            }
             match output {
                 Output::Send(frame) => {
                     let Some(open) = self.open.as_mut() else {
@@ -464,6 +473,7 @@ impl Driver {
                 }
             }
         }
+        self.hand_over();
     }
 
     async fn close_socket(&mut self, socket: SocketId, code: u16, reason: String) {
@@ -553,17 +563,31 @@ impl Driver {
     }
 
     fn deliver(&mut self, sub: SubId, message: Message) {
-        let Some(sink) = self.sinks.get(&sub) else {
+        if self.delivering != Some(sub) {
+            self.hand_over();
+            self.delivering = Some(sub);
+        }
+        self.deliveries.push(message);
+    }
+
+    /// Hands the messages gathered for one subscription to it at once: one lock and at most
+    /// one wake-up for a batch read from the socket, rather than one per message.
+    fn hand_over(&mut self) {
+        let Some(sub) = self.delivering.take() else {
             return;
         };
-        match sink.messages.push(message) {
-            Ok(()) => {}
+        let Some(sink) = self.sinks.get(&sub) else {
+            self.deliveries.clear();
+            return;
+        };
+        match sink.messages.push_all(&mut self.deliveries) {
+            Ok(0) => {}
             // Topics drop rather than block: a slow reader must not stall the connection.
-            Err(Refused::Full) => {
-                sink.missed.fetch_add(1, Ordering::Relaxed);
+            Ok(dropped) => {
+                sink.missed.fetch_add(dropped as u64, Ordering::Relaxed);
             }
             // The handle was dropped and its unsubscribe did not fit in the command channel.
-            Err(Refused::Closed) => {
+            Err(Closed) => {
                 self.sinks.remove(&sub);
                 self.core.unsubscribe(self.now(), sub);
             }

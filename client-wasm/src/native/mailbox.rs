@@ -3,7 +3,8 @@
 //!
 //! A tokio `mpsc` channel did the same job with several atomic operations per message on each
 //! side and a lock on the receiving side (to hand back the slot); here the driver takes one
-//! uncontended lock per message and the subscription one per batch of messages. The bound is
+//! uncontended lock per batch of messages it read, and the subscription one per batch it
+//! takes. The bound is
 //! the same: messages the subscription has not returned yet, whether still in the shared queue
 //! or already in its own.
 
@@ -52,36 +53,34 @@ struct State {
     receiver: bool,
 }
 
-/// Why [`Sender::push`] did not take a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refused {
-    /// The subscription holds `capacity` messages it has not read.
-    Full,
-    /// The subscription was dropped.
-    Closed,
-}
-
 /// The driver's end.
 pub(crate) struct Sender(Arc<Shared>);
 
+/// The subscription was dropped: it takes no more messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Closed;
+
 impl Sender {
-    /// Queues a message without waiting.
-    pub(crate) fn push(&self, message: Message) -> Result<(), Refused> {
-        let waker = {
+    /// Queues `messages` (leaving it empty) without waiting, in order, as many as there is room
+    /// for; returns how many of the last ones there was no room for, which are dropped.
+    pub(crate) fn push_all(&self, messages: &mut Vec<Message>) -> Result<usize, Closed> {
+        let (dropped, waker) = {
             let mut state = self.0.lock();
             if !state.receiver {
-                return Err(Refused::Closed);
+                messages.clear();
+                return Err(Closed);
             }
-            if state.queue.len() + self.0.held.load(Ordering::Relaxed) >= self.0.capacity {
-                return Err(Refused::Full);
-            }
-            state.queue.push_back(message);
-            state.waker.take()
+            let held = state.queue.len() + self.0.held.load(Ordering::Relaxed);
+            let room = self.0.capacity.saturating_sub(held);
+            let dropped = messages.len().saturating_sub(room);
+            messages.truncate(messages.len() - dropped);
+            state.queue.extend(messages.drain(..));
+            (dropped, state.waker.take())
         };
         if let Some(waker) = waker {
             waker.wake();
         }
-        Ok(())
+        Ok(dropped)
     }
 }
 
@@ -171,6 +170,11 @@ mod tests {
         Message { topic: "t".to_owned(), data: vec![n].into(), headers: Default::default() }
     }
 
+    /// Pushes one message; how many were dropped.
+    fn push(sender: &Sender, n: u8) -> Result<usize, Closed> {
+        sender.push_all(&mut vec![message(n)])
+    }
+
     fn poll(receiver: &mut Receiver) -> Poll<Option<u8>> {
         let mut cx = Context::from_waker(Waker::noop());
         receiver.poll_recv(&mut cx).map(|m| m.map(|m| m.data[0]))
@@ -180,11 +184,9 @@ mod tests {
     fn messages_should_arrive_in_order_and_the_end_after_the_last() {
         let (sender, mut receiver) = mailbox(8);
         assert_eq!(poll(&mut receiver), Poll::Pending);
-        for n in 0..3 {
-            sender.push(message(n)).unwrap();
-        }
+        assert_eq!(sender.push_all(&mut (0..3).map(message).collect()), Ok(0));
         assert_eq!(poll(&mut receiver), Poll::Ready(Some(0)));
-        sender.push(message(3)).unwrap();
+        assert_eq!(push(&sender, 3), Ok(0));
         drop(sender);
         let rest: Vec<_> = (0..4).map(|_| poll(&mut receiver)).collect();
         let expected = [Some(1), Some(2), Some(3), None].map(Poll::Ready);
@@ -194,13 +196,14 @@ mod tests {
     #[test]
     fn a_full_mailbox_should_refuse_until_the_receiver_returns_a_message() {
         let (sender, mut receiver) = mailbox(2);
-        sender.push(message(0)).unwrap();
-        sender.push(message(1)).unwrap();
-        assert_eq!(sender.push(message(2)), Err(Refused::Full));
+        let mut three = (0..3).map(message).collect();
+        assert_eq!(sender.push_all(&mut three), Ok(1), "the last one has no room");
+        assert!(three.is_empty());
+        assert_eq!(push(&sender, 9), Ok(1));
         // Taken into the receiver's batch but not returned: still counted.
         assert_eq!(poll(&mut receiver), Poll::Ready(Some(0)));
-        sender.push(message(2)).unwrap();
-        assert_eq!(sender.push(message(3)), Err(Refused::Full));
+        assert_eq!(push(&sender, 2), Ok(0));
+        assert_eq!(push(&sender, 3), Ok(1));
         assert_eq!(poll(&mut receiver), Poll::Ready(Some(1)));
         assert_eq!(poll(&mut receiver), Poll::Ready(Some(2)));
         assert_eq!(poll(&mut receiver), Poll::Pending);
@@ -209,9 +212,9 @@ mod tests {
     #[test]
     fn a_dropped_receiver_should_make_pushes_fail_as_closed() {
         let (sender, receiver) = mailbox(2);
-        sender.push(message(0)).unwrap();
+        assert_eq!(push(&sender, 0), Ok(0));
         drop(receiver);
-        assert_eq!(sender.push(message(1)), Err(Refused::Closed));
+        assert_eq!(push(&sender, 1), Err(Closed));
     }
 
     #[tokio::test]
@@ -219,7 +222,7 @@ mod tests {
         let (sender, mut receiver) = mailbox(2);
         let waiting = tokio::spawn(async move { receiver.recv().await.map(|m| m.data[0]) });
         tokio::task::yield_now().await;
-        sender.push(message(7)).unwrap();
+        assert_eq!(push(&sender, 7), Ok(0));
         assert_eq!(waiting.await.unwrap(), Some(7));
     }
 }
