@@ -95,7 +95,12 @@ pub struct Tables<'txn> {
     pub queue_dedup: Table<'txn, (u64, u64), &'static [u8]>,
     pub queues: Table<'txn, &'static str, &'static [u8]>,
     pub tasks: Table<'txn, (u64, u64), &'static [u8]>,
+    /// Task rows to delete before the commit: see [`Tables::remove_task`].
+    removed_tasks: Vec<(u64, u64)>,
 }
+
+/// Task rows whose ids are at most this far apart are deleted by one scan over their range.
+const REMOVAL_GAP: u64 = 64;
 
 impl<'txn> Tables<'txn> {
     /// Opens every table in `txn`.
@@ -113,6 +118,82 @@ impl<'txn> Tables<'txn> {
             queue_dedup: txn.open_table(QUEUE_DEDUP)?,
             queues: txn.open_table(QUEUES)?,
             tasks: txn.open_table(TASKS)?,
+            removed_tasks: Vec::new(),
         })
+    }
+
+    /// Deletes a task's row before the transaction commits. Nothing reads task rows during a
+    /// write transaction, so the deletions wait and go together: acks of one queue mostly take
+    /// neighbouring ids, and one scan deleting a run of rows costs far less than a B-tree
+    /// descent per row (each of which would also copy the old row out).
+    pub fn remove_task(&mut self, queue: u64, task: u64) {
+        self.removed_tasks.push((queue, task));
+    }
+
+    /// Applies the deletions of [`Tables::remove_task`]: ids of a queue no more than
+    /// [`REMOVAL_GAP`] apart are deleted by one scan over their range, which visits the rows
+    /// between them too, so the rows it passes over stay bounded.
+    ///
+    /// # Errors
+    /// redb fails.
+    pub fn flush_removed_tasks(&mut self) -> Result<(), redb::StorageError> {
+        let mut removed = std::mem::take(&mut self.removed_tasks);
+        removed.sort_unstable();
+        removed.dedup();
+        let mut rest = removed.as_slice();
+        while let Some(&(queue, first)) = rest.first() {
+            let mut end = 1;
+            while let Some(&(q, id)) = rest.get(end)
+                && q == queue
+                && id - rest[end - 1].1 <= REMOVAL_GAP
+            {
+                end += 1;
+            }
+            let (run, after) = rest.split_at(end);
+            let last = run[end - 1].1;
+            if end == 1 {
+                self.tasks.remove((queue, first))?;
+            } else {
+                self.tasks.retain_in((queue, first)..=(queue, last), |(_, id), _| {
+                    run.binary_search_by_key(&id, |(_, t)| *t).is_err()
+                })?;
+            }
+            rest = after;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+
+    use super::*;
+
+    #[test]
+    fn removed_tasks_should_go_at_the_flush_and_only_they() {
+        let db = redb::Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .unwrap();
+        let txn = db.begin_write().unwrap();
+        create_all(&txn).unwrap();
+        {
+            let mut t = Tables::open(&txn).unwrap();
+            let rows = (1..=10).map(|id| (1, id)).chain([(1, 1_000), (2, 1), (2, 2), (2, 3)]);
+            for key in rows {
+                t.tasks.insert(key, &b"row"[..]).unwrap();
+            }
+            for (queue, task) in [(1, 9), (1, 2), (1, 4), (2, 1), (1, 1_000), (1, 4), (1, 77)] {
+                t.remove_task(queue, task);
+            }
+            assert_eq!(t.tasks.len().unwrap(), 14, "nothing goes before the flush");
+            t.flush_removed_tasks().unwrap();
+        }
+        txn.commit().unwrap();
+        let read = db.begin_read().unwrap();
+        let left: Vec<(u64, u64)> =
+            read.open_table(TASKS).unwrap().iter().unwrap().map(|r| r.unwrap().0.value()).collect();
+        let expected = [(1, 1), (1, 3), (1, 5), (1, 6), (1, 7), (1, 8), (1, 10), (2, 2), (2, 3)];
+        assert_eq!(left, expected);
     }
 }

@@ -124,7 +124,7 @@ impl QueueState {
             self.ready.remove(&key);
         }
         let Some(m) = self.tasks.remove(&task) else { return Ok(()) };
-        t.tasks.remove((self.meta.id, task))?;
+        t.remove_task(self.meta.id, task);
         if self.meta.info.ordered_by_key {
             self.release_key(m.row.key.as_deref(), task);
         }

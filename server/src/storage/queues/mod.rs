@@ -247,13 +247,15 @@ impl QueuesState {
         Ok(state)
     }
 
-    /// Stores the idempotency keys this transaction's enqueues remembered (one row), and
+    /// Deletes the task rows this transaction removed, stores the idempotency keys its enqueues
+    /// remembered (one row), and
     /// expires a few stored rows that are due (at most [`dedup::EXPIRE_PER_COMMIT`]), so expiry
     /// keeps pace with enqueues whatever their rate. Called at the end of every transaction.
     ///
     /// # Errors
     /// redb fails or a stored row cannot be decoded.
     pub fn flush_keys(&mut self, t: &mut Tables<'_>, now: u64) -> Result<(), OpError> {
+        t.flush_removed_tasks()?;
         self.dedup.flush(&mut t.queue_dedup)?;
         self.dedup.expire(&mut t.queue_dedup, now, usize::MAX, dedup::EXPIRE_PER_COMMIT)?;
         Ok(())
