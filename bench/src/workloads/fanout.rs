@@ -29,6 +29,32 @@ pub struct Options {
     /// How long to publish.
     #[arg(long, default_value_t = 10.0)]
     pub seconds: f64,
+    /// Publishes per second, to compare latencies at the same offered load (0: as fast as the
+    /// window lets the publisher go).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+}
+
+/// Paces the publisher at `rate` publishes per second from its start (no pacing at 0).
+struct Pace {
+    start: Instant,
+    rate: u64,
+    sent: u64,
+}
+
+impl Pace {
+    fn new(rate: u64) -> Self {
+        Pace { start: Instant::now(), rate, sent: 0 }
+    }
+
+    /// Waits until the next publish is due.
+    async fn next(&mut self) {
+        if self.rate > 0 {
+            let due = self.start + Duration::from_secs_f64(self.sent as f64 / self.rate as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        self.sent += 1;
+    }
 }
 
 /// Runs the workload.
@@ -82,8 +108,10 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
     let mut published = 0u64;
     let mut window = futures_util::stream::FuturesUnordered::new();
     use futures_util::StreamExt;
+    let mut pace = Pace::new(o.rate);
     while Instant::now() < until {
         while window.len() < o.window {
+            pace.next().await;
             let mut data = super::payload(o.size.max(8));
             data[..8].copy_from_slice(&(base.elapsed().as_nanos() as u64).to_be_bytes());
             let p = publisher.clone();
@@ -113,7 +141,8 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
         seconds,
         latency: Some(latencies.summary()),
         details: json!({ "server_cpu_seconds": server_cpu,
-            "subscribers": o.subscribers, "size": o.size, "window": o.window, "published": published,
+            "subscribers": o.subscribers, "size": o.size, "window": o.window, "rate": o.rate,
+            "published": published,
             "publish_seconds": (publish_seconds * 100.0).round() / 100.0, "missed": missed,
         }),
     })
@@ -180,11 +209,17 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
     let cpu_start = server.cpu_seconds();
     let until = start + Duration::from_secs_f64(o.seconds);
     let mut published = 0u64;
+    let mut pace = Pace::new(o.rate);
     while Instant::now() < until {
         for _ in 0..o.window {
+            pace.next().await;
             let mut data = super::payload(o.size.max(8));
             data[..8].copy_from_slice(&(base.elapsed().as_nanos() as u64).to_be_bytes());
             publisher.publish("bench.fanout", &data).await?;
+            if o.rate > 0 {
+                // Paced, each message leaves when it is due, as the hub client's does.
+                publisher.flush().await?;
+            }
             published += 1;
         }
         publisher.ping().await?;
@@ -214,7 +249,8 @@ pub async fn run_nats(o: &Options) -> anyhow::Result<Outcome> {
         seconds,
         latency: Some(latencies.summary()),
         details: json!({ "server_cpu_seconds": server_cpu,
-            "subscribers": o.subscribers, "size": o.size, "window": o.window, "published": published,
+            "subscribers": o.subscribers, "size": o.size, "window": o.window, "rate": o.rate,
+            "published": published,
             "publish_seconds": (publish_seconds * 100.0).round() / 100.0,
         }),
     })
