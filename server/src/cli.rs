@@ -64,7 +64,7 @@ pub struct ServeArgs {
     /// Time a connection has to send hello, in milliseconds [default: 10000].
     #[arg(long, env = "SWITCHBOARD_HELLO_TIMEOUT_MS")]
     pub hello_timeout_ms: Option<u32>,
-    /// Threads of the async runtime [default: one fewer than the cores, at least 1].
+    /// Threads of the async runtime [default: one per core].
     #[arg(long, env = "SWITCHBOARD_WORKER_THREADS")]
     pub worker_threads: Option<u32>,
     /// Log filter, e.g. `info` or `switchboard_server=debug` [default: info].

@@ -79,8 +79,7 @@ pub struct Config {
     /// Most write operations committed in one transaction.
     pub commit_max_batch: u32,
     /// Threads of the async runtime that runs sessions, dispatchers and readers; 0 picks one
-    /// fewer than the machine's cores (at least one), leaving a core to the storage writer
-    /// thread.
+    /// per core.
     pub worker_threads: u32,
     /// Default lease of a task, in milliseconds.
     pub queue_lease_ms: u64,
@@ -306,9 +305,9 @@ mod tests {
     }
 
     #[test]
-    fn runtime_threads_should_leave_a_core_to_the_writer_unless_set() {
+    fn runtime_threads_should_be_one_per_core_unless_set() {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(Config::default().runtime_threads(), (cores - 1).max(1));
+        assert_eq!(Config::default().runtime_threads(), cores);
         assert_eq!(Config { worker_threads: 3, ..Config::default() }.runtime_threads(), 3);
     }
 
