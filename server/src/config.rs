@@ -147,12 +147,10 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// The runtime's worker threads: `worker_threads`, or one fewer than the cores when it is 0.
+    /// The runtime's worker threads: `worker_threads`, or one per core when it is 0.
     pub fn runtime_threads(&self) -> usize {
         match self.worker_threads {
-            0 => {
-                std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)).max(1)
-            }
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n as usize,
         }
     }
