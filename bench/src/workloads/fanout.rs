@@ -115,19 +115,29 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
             let mut data = super::payload(o.size.max(8));
             data[..8].copy_from_slice(&(base.elapsed().as_nanos() as u64).to_be_bytes());
             let p = publisher.clone();
-            // A task of its own, so the publish leaves now even while the loop waits for the
-            // next due time (a future in the set would only start when the set is polled).
-            window.push(tokio::spawn(async move {
-                p.publish("bench.fanout", data, Default::default()).await
-            }));
+            let publish = async move {
+                p.publish("bench.fanout", data, Default::default())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("publish: {e:?}"))
+            };
+            if o.rate > 0 {
+                // Paced: a task of its own, so the publish leaves when it is due (a future in
+                // the set only starts when the loop polls the set, once the window is full).
+                let task = tokio::spawn(publish);
+                window.push(async move { task.await? }.boxed());
+            } else {
+                // As fast as the window allows: the window's publishes start together, as the
+                // NATS publisher feeds its window and flushes once.
+                window.push(publish.boxed());
+            }
             published += 1;
         }
         if let Some(r) = window.next().await {
-            r?.map_err(|e| anyhow::anyhow!("publish: {e:?}"))?;
+            r?;
         }
     }
     while let Some(r) = window.next().await {
-        r?.map_err(|e| anyhow::anyhow!("publish: {e:?}"))?;
+        r?;
     }
     let publish_seconds = start.elapsed().as_secs_f64();
     wait_for_deliveries(&delivered, published * o.subscribers as u64).await;
