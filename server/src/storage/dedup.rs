@@ -290,7 +290,8 @@ mod tests {
     use redb::{ReadableDatabase, ReadableTableMetadata};
 
     use super::*;
-    use crate::storage::tables::{QUEUE_DEDUP, STREAM_DEDUP, Tables, create_all};
+    use crate::storage::tables::tests::memory_db;
+    use crate::storage::tables::{QUEUE_DEDUP, STREAM_DEDUP, Tables};
 
     fn at(offset: u64) -> Appended {
         Appended { partition: 0, offset, timestamp: offset }
@@ -304,12 +305,9 @@ mod tests {
 
     #[test]
     fn expired_rows_should_forget_only_keys_not_used_again_and_a_reload_should_agree() {
-        let db = redb::Database::builder()
-            .create_with_backend(redb::backends::InMemoryBackend::new())
-            .unwrap();
+        let db = memory_db();
         let mut dedup = Dedup::default();
         let txn = db.begin_write().unwrap();
-        create_all(&txn).unwrap();
         {
             let mut t = Tables::open(&txn).unwrap();
             let t = &mut t.stream_dedup;
@@ -338,12 +336,9 @@ mod tests {
 
     #[test]
     fn task_ids_should_be_stored_per_queue_and_reloaded_for_queues_that_exist() {
-        let db = redb::Database::builder()
-            .create_with_backend(redb::backends::InMemoryBackend::new())
-            .unwrap();
+        let db = memory_db();
         let mut dedup: Dedup<u64> = Dedup::default();
         let txn = db.begin_write().unwrap();
-        create_all(&txn).unwrap();
         {
             let mut t = Tables::open(&txn).unwrap();
             assert_eq!(dedup.find_or_remember(7, "k", 0, 100, 50), None);

@@ -165,18 +165,26 @@ impl<'txn> Tables<'txn> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
     use super::*;
 
-    #[test]
-    fn removed_tasks_should_go_at_the_flush_and_only_they() {
+    /// An in-memory database with every table created.
+    pub(crate) fn memory_db() -> redb::Database {
         let db = redb::Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .unwrap();
         let txn = db.begin_write().unwrap();
         create_all(&txn).unwrap();
+        txn.commit().unwrap();
+        db
+    }
+
+    #[test]
+    fn removed_tasks_should_go_at_the_flush_and_only_they() {
+        let db = memory_db();
+        let txn = db.begin_write().unwrap();
         {
             let mut t = Tables::open(&txn).unwrap();
             let rows = (1..=10).map(|id| (1, id)).chain([(1, 1_000), (2, 1), (2, 2), (2, 3)]);

@@ -445,7 +445,7 @@ pub(crate) mod tests {
     use redb::ReadableDatabase;
 
     use super::*;
-    use crate::storage::tables::create_all;
+    use crate::storage::tables::tests::memory_db;
 
     /// Settings of a queue for tests.
     pub(crate) fn info(name: &str) -> QueueInfo {
@@ -478,11 +478,8 @@ pub(crate) mod tests {
 
     #[test]
     fn format_2_rows_and_bodies_should_join_and_load_with_their_leases() {
-        let db = redb::Database::builder()
-            .create_with_backend(redb::backends::InMemoryBackend::new())
-            .unwrap();
+        let db = memory_db();
         let txn = db.begin_write().unwrap();
-        create_all(&txn).unwrap();
         {
             let meta = QueueMeta { id: 4, info: info("jobs"), dead: 0 };
             txn.open_table(QUEUES).unwrap().insert("jobs", encode(&meta).as_slice()).unwrap();

@@ -376,11 +376,8 @@ mod tests {
 
     #[test]
     fn a_large_commit_should_be_split_into_segments_and_read_back_from_any_offset() {
-        let db = redb::Database::builder()
-            .create_with_backend(redb::backends::InMemoryBackend::new())
-            .unwrap();
+        let db = crate::storage::tables::tests::memory_db();
         let txn = db.begin_write().unwrap();
-        crate::storage::tables::create_all(&txn).unwrap();
         let mut events = Vec::new();
         let mut encoded = Vec::new();
         {
