@@ -87,7 +87,8 @@ fn main() -> anyhow::Result<()> {
     let versus = cli.common.versus.is_some();
     // Against nats-server, append and queue run once with JetStream fsyncing before each ack
     // (as the hub does) when this nats-server can, then once with its default.
-    let syncs = if versus { nats::server::syncs()? } else { Vec::new() };
+    let durable = matches!(cli.workload, Workload::Append(_) | Workload::Queue(_));
+    let syncs = if versus && durable { nats::server::syncs()? } else { Vec::new() };
     let (hub, others) = runtime.block_on(async {
         let mut others = Vec::new();
         let hub = match cli.workload {
