@@ -76,6 +76,11 @@ enum Workload {
     Connections(workloads::connections::Options),
 }
 
+/// The load generator allocates per frame on every thread, as the hub does; both use mimalloc so
+/// that the generator takes less of the machine from the system under test.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
