@@ -79,6 +79,8 @@ pub enum ClientFrame {
     ListQueues(ListQueues),
     /// Deletes a queue and its tasks.
     DeleteQueue(QueueRef),
+    /// Acknowledges many leased tasks of one queue in one request and one commit.
+    AckMany(AckMany),
 }
 
 impl ClientFrame {
@@ -112,6 +114,7 @@ impl ClientFrame {
         "queue_stats",
         "list_queues",
         "delete_queue",
+        "ack_many",
     ];
 
     /// The request id, for every frame but `hello`.
@@ -143,6 +146,7 @@ impl ClientFrame {
             ClientFrame::Redrive(f) => Some(f.id),
             ClientFrame::QueueStats(f) | ClientFrame::DeleteQueue(f) => Some(f.id),
             ClientFrame::ListQueues(f) => Some(f.id),
+            ClientFrame::AckMany(f) => Some(f.id),
         }
     }
 
@@ -177,6 +181,7 @@ impl ClientFrame {
             ClientFrame::QueueStats(_) => "queue_stats",
             ClientFrame::ListQueues(_) => "list_queues",
             ClientFrame::DeleteQueue(_) => "delete_queue",
+            ClientFrame::AckMany(_) => "ack_many",
         }
     }
 }
@@ -400,6 +405,57 @@ pub struct Settle {
     pub lease: u64,
 }
 
+/// Most tasks one `ack_many` may name.
+pub const MAX_ACK_MANY: usize = 1024;
+
+/// Acknowledge many leased tasks of one queue at once: each is settled as its own `ack` would
+/// be, all in one commit. The reply lists the tasks that could not be acked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AckMany {
+    pub id: u64,
+    pub queue: String,
+    /// At most [`MAX_ACK_MANY`], at least one.
+    pub tasks: Vec<LeaseRef>,
+}
+
+/// A task and the lease it is held under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LeaseRef {
+    pub task: u64,
+    pub lease: u64,
+}
+
+/// A task of an `ack_many` that was not acked, and why: the code, name and message its own
+/// `ack` would have failed with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettleFailure {
+    pub task: u64,
+    pub lease: u64,
+    /// The stable number of an [`ErrorCode`].
+    pub code: u16,
+    /// The stable name of the code.
+    pub name: String,
+    pub message: String,
+}
+
+impl SettleFailure {
+    /// A failure of `task` under `lease` with `code`.
+    pub fn new(task: u64, lease: u64, code: ErrorCode, message: impl Into<String>) -> Self {
+        SettleFailure {
+            task,
+            lease,
+            code: code.as_u16(),
+            name: code.name().to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// The code, if this version knows it.
+    pub fn error_code(&self) -> Option<ErrorCode> {
+        ErrorCode::from_u16(self.code)
+    }
+}
+
 /// Nack a leased task: redelivered after `delay_ms`, or the queue's next backoff step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Nack {
@@ -548,6 +604,8 @@ pub enum ReplyBody {
     QueueStats(QueueStats),
     /// `list_queues`.
     Queues { queues: Vec<QueueInfo> },
+    /// `ack_many`: the tasks that were not acked (empty when all were).
+    AckedMany { failed: Vec<SettleFailure> },
 }
 
 impl ReplyBody {
@@ -569,6 +627,7 @@ impl ReplyBody {
             ReplyBody::Redriven { .. } => "redriven",
             ReplyBody::QueueStats(_) => "queue_stats",
             ReplyBody::Queues { .. } => "queues",
+            ReplyBody::AckedMany { .. } => "acked_many",
         }
     }
 }

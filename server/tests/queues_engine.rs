@@ -8,7 +8,7 @@ mod common;
 
 use common::Harness;
 use switchboard_protocol::queues::{QueueOptions, Task};
-use switchboard_protocol::{ErrorCode, Headers, Payload};
+use switchboard_protocol::{ErrorCode, Headers, LeaseRef, MAX_ACK_MANY, Payload};
 use switchboard_server::storage::queues::{NewTask, Settlement};
 
 fn task(data: &str) -> NewTask {
@@ -405,4 +405,64 @@ async fn waiting_pulls_should_be_served_in_turn_one_task_each() {
         got.extend(data(&tasks));
     }
     assert_eq!(got, vec!["1", "2", "3"], "the longest waiting pull is served first");
+}
+
+#[tokio::test]
+async fn ack_many_should_ack_each_task_in_one_commit_and_report_the_ones_it_could_not() {
+    let mut h = Harness::new().await;
+    let options =
+        QueueOptions { lease_ms: Some(1_000), backoff_ms: Some(vec![0]), ..Default::default() };
+    h.queues().create("batch", &options).await.unwrap();
+    for name in ["a", "b", "c", "d"] {
+        h.queues().enqueue("batch", task(name), None).await.unwrap();
+    }
+    let first = pull(&h, "batch", 1).await.remove(0);
+    advance(&h, 1_000).await;
+    // `first` expired and is leased again below under a new lease; the old one is stale.
+    let mut leased = pull(&h, "batch", 4).await;
+    while leased.len() < 4 {
+        let more = pull(&h, "batch", 4).await;
+        assert!(!more.is_empty(), "all four are available");
+        leased.extend(more);
+    }
+    assert_eq!(data(&leased), vec!["a", "b", "c", "d"]);
+    let refs = |tasks: &[&Task]| -> Vec<LeaseRef> {
+        tasks.iter().map(|t| LeaseRef { task: t.id, lease: t.lease }).collect()
+    };
+    let commits = h.writer_counts().0;
+    let mut asked = refs(&[&leased[1], &first, &leased[2]]);
+    asked.push(LeaseRef { task: 999_999, lease: 1 });
+    let failed = h.queues().ack_many("batch", &asked).await.unwrap();
+    assert_eq!(h.writer_counts().0 - commits, 1, "one commit for the whole batch");
+    let failed: Vec<(u64, u64, Option<ErrorCode>)> =
+        failed.iter().map(|f| (f.task, f.lease, f.error_code())).collect();
+    assert_eq!(
+        failed,
+        vec![
+            (first.id, first.lease, Some(ErrorCode::LeaseExpired)),
+            (999_999, 1, Some(ErrorCode::LeaseExpired)),
+        ],
+        "the stale lease and the unknown task fail as their own acks would; the rest are acked"
+    );
+    let stats = h.queues().stats("batch").await.unwrap();
+    assert_eq!((stats.leased, stats.available), (2, 0), "a and d are still leased");
+    // Repeating a batch that was acked answers ok for each, as a repeated ack does.
+    let again = h.queues().ack_many("batch", &refs(&[&leased[1], &leased[2]])).await.unwrap();
+    assert!(again.is_empty(), "{again:?}");
+    h.queues().ack_many("batch", &refs(&[&leased[0], &leased[3]])).await.unwrap();
+    h.restart().await;
+    let stats = h.queues().stats("batch").await.unwrap();
+    assert_eq!((stats.leased, stats.available, stats.scheduled), (0, 0, 0), "acks were durable");
+}
+
+#[tokio::test]
+async fn ack_many_should_refuse_an_empty_or_oversized_batch_and_an_unknown_queue() {
+    let h = Harness::new().await;
+    let one = [LeaseRef { task: 1, lease: 1 }];
+    let code_of = |r: Result<_, switchboard_protocol::ErrorFrame>| code(&r.unwrap_err());
+    assert_eq!(code_of(h.queues().ack_many("jobs", &[]).await), ErrorCode::InvalidArgument);
+    let many = vec![LeaseRef { task: 1, lease: 1 }; MAX_ACK_MANY + 1];
+    assert_eq!(code_of(h.queues().ack_many("jobs", &many).await), ErrorCode::InvalidArgument);
+    assert_eq!(code_of(h.queues().ack_many("nope", &one).await), ErrorCode::NotFound);
+    assert_eq!(code_of(h.queues().ack_many("bad name!", &one).await), ErrorCode::InvalidName);
 }

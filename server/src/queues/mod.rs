@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use switchboard_protocol::names;
 use switchboard_protocol::queues::{QueueInfo, QueueOptions, QueueStats, Task};
-use switchboard_protocol::{ErrorCode, ErrorFrame};
+use switchboard_protocol::{ErrorCode, ErrorFrame, LeaseRef, MAX_ACK_MANY, SettleFailure};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clock::SharedClock;
@@ -398,6 +398,35 @@ impl Engine {
         let op = WriteOp::Settle { queue: name.to_owned(), task, lease, how };
         match self.writer.submit(op).await? {
             WriteResult::Deadline(d) => Ok(d),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Acks many tasks of one queue in one commit. Returns those that were not acked, each with
+    /// the error its own `ack` would have had.
+    ///
+    /// # Errors
+    /// `invalid_name`, `invalid_argument` (no tasks, or more than [`MAX_ACK_MANY`]),
+    /// `not_found` (no such queue), `storage_failure`.
+    pub async fn ack_many(
+        &self,
+        name: &str,
+        tasks: &[LeaseRef],
+    ) -> Result<Vec<SettleFailure>, QueueError> {
+        validate_name(name)?;
+        if tasks.is_empty() || tasks.len() > MAX_ACK_MANY {
+            let message = format!("tasks must name 1 to {MAX_ACK_MANY} leased tasks");
+            return Err(error(ErrorCode::InvalidArgument, message));
+        }
+        let tasks = tasks.iter().map(|t| (t.task, t.lease)).collect();
+        match self.writer.submit(WriteOp::AckMany { queue: name.to_owned(), tasks }).await? {
+            WriteResult::Unsettled(failed) => Ok(failed
+                .into_iter()
+                .map(|(task, lease, e)| {
+                    let e = ErrorFrame::from(e);
+                    SettleFailure { task, lease, code: e.code, name: e.name, message: e.message }
+                })
+                .collect()),
             other => Err(unexpected(other)),
         }
     }

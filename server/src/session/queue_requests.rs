@@ -92,6 +92,15 @@ impl Session {
                 r.lease,
                 Settlement::Reject { reason: r.reason },
             ),
+            ClientFrame::AckMany(a) => later(
+                a.id,
+                Box::pin(async move {
+                    match queues.ack_many(&a.queue, &a.tasks).await {
+                        Ok(failed) => ok(a.id, ReplyBody::AckedMany { failed }),
+                        Err(e) => Err(Failure::stream(a.id, e)),
+                    }
+                }),
+            ),
             ClientFrame::Redrive(r) => later(
                 r.id,
                 Box::pin(async move {

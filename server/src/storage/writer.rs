@@ -94,6 +94,11 @@ pub enum WriteOp {
         lease: u64,
         how: Settlement,
     },
+    /// Acks each (task, lease) as its own `Settle` would; one failing does not stop the rest.
+    AckMany {
+        queue: String,
+        tasks: Vec<(u64, u64)>,
+    },
     /// Redrives dead tasks; origin queues that no longer exist are created from `template`.
     Redrive {
         queue: String,
@@ -124,6 +129,8 @@ pub enum WriteResult {
     Task(u64),
     Tasks(Vec<Task>),
     Deadline(Option<u64>),
+    /// The (task, lease) pairs of an `AckMany` that were not acked, and why.
+    Unsettled(Vec<(u64, u64, OpError)>),
     Stats(QueueStats),
     Queues(Vec<QueueInfo>),
     Count(u64),
@@ -526,6 +533,21 @@ impl WriterThread {
             WriteOp::Settle { queue, task, lease, how } => queues
                 .settle(t, next_id, queue, *task, *lease, how.clone(), now, changes)
                 .map(WriteResult::Deadline),
+            WriteOp::AckMany { queue, tasks } => {
+                if !queues.exists(queue) {
+                    return Err(OpError::NotFound(format!("no queue named {queue}")));
+                }
+                let mut failed = Vec::new();
+                for &(task, lease) in tasks.iter() {
+                    let how = Settlement::Ack;
+                    match queues.settle(t, next_id, queue, task, lease, how, now, changes) {
+                        Ok(_) => {}
+                        Err(e) if e.is_fatal() => return Err(e),
+                        Err(e) => failed.push((task, lease, e)),
+                    }
+                }
+                Ok(WriteResult::Unsettled(failed))
+            }
             WriteOp::Redrive { queue, ids, all, template } => queues
                 .redrive(t, next_id, queue, ids, *all, template, now, changes)
                 .map(WriteResult::Count),

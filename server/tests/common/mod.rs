@@ -65,6 +65,12 @@ impl Harness {
         self.queues.as_ref().unwrap()
     }
 
+    /// The writer's (commits, writes, fsyncs) so far.
+    #[allow(dead_code)]
+    pub fn writer_counts(&self) -> (u64, u64, u64) {
+        self.writer.as_ref().unwrap().counts().read()
+    }
+
     /// Stops the engine and closes the database as a shutdown would, then opens both again.
     pub async fn restart(&mut self) {
         self.writer.take().unwrap().stop().await;

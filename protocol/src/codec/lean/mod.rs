@@ -22,7 +22,7 @@ use super::{DecodeError, SERVER_OPS, quoted_op};
 use crate::codes::ErrorCode;
 use crate::frame::{
     Assigned, ConsumerClosed, Deliver, ErrorFrame, Notice, ReaderClosed, Records, Reply, ReplyBody,
-    Revoked, ServerFrame, TaskDelivery, Welcome,
+    Revoked, ServerFrame, SettleFailure, TaskDelivery, Welcome,
 };
 use crate::limits::Limits;
 use crate::queues::{DeadLetter, Task};
@@ -206,6 +206,7 @@ const REPLY_BODIES: &[&str] = &[
     "redriven",
     "queue_stats",
     "queues",
+    "acked_many",
 ];
 
 fn server_frame(r: &mut Reader<'_>) -> Read<ServerFrame> {
@@ -273,6 +274,7 @@ fn reply_body(r: &mut Reader<'_>) -> Read<ReplyBody> {
         "tasks" => named!(r, ReplyBody::Tasks { tasks: r.vec(task), need; }),
         "consuming" => named!(r, ReplyBody::Consuming { consumer: r.u64(), need; }),
         "extended" => named!(r, ReplyBody::Extended { deadline: r.u64(), need; }),
+        "acked_many" => named!(r, ReplyBody::AckedMany { failed: r.vec(settle_failure), need; }),
         #[cfg(feature = "admin")]
         other => admin::reply_body(r, other),
         #[cfg(not(feature = "admin"))]
@@ -288,6 +290,16 @@ fn error_frame(r: &mut Reader<'_>) -> Read<ErrorFrame> {
         message: r.string(), need;
         low_watermark: opt(r, Reader::u64), or_default;
         epoch: opt(r, Reader::u64), or_default;
+    })
+}
+
+fn settle_failure(r: &mut Reader<'_>) -> Read<SettleFailure> {
+    named!(r, SettleFailure {
+        task: r.u64(), need;
+        lease: r.u64(), need;
+        code: r.u16(), need;
+        name: r.string(), need;
+        message: r.string(), need;
     })
 }
 

@@ -59,6 +59,16 @@ fn more_frames() -> Vec<ServerFrame> {
         reply(128, ReplyBody::Consuming { consumer: 1 << 32 }),
         reply(255, ReplyBody::Extended { deadline: 1 << 16 }),
         reply(256, ReplyBody::Redriven { count: 65_535 }),
+        reply(257, ReplyBody::AckedMany { failed: vec![] }),
+        reply(
+            258,
+            ReplyBody::AckedMany {
+                failed: vec![
+                    SettleFailure::new(1, u64::MAX, ErrorCode::LeaseExpired, "gone"),
+                    SettleFailure::new(u64::MAX, 0, ErrorCode::NotFound, ""),
+                ],
+            },
+        ),
         reply(1, ReplyBody::Tasks { tasks: vec![] }),
         reply(2, ReplyBody::Tasks { tasks: vec![task(1, false), task(2, true)] }),
         reply(3, ReplyBody::Queue(queue_info(Some("jobs.dlq")))),
@@ -489,7 +499,12 @@ fn every_client_frame() -> Vec<ClientFrame> {
             }),
             ClientFrame::QueueStats(QueueRef { id: n, queue: name.clone() }),
             ClientFrame::ListQueues(ListQueues { id: n }),
-            ClientFrame::DeleteQueue(QueueRef { id: n, queue: name }),
+            ClientFrame::DeleteQueue(QueueRef { id: n, queue: name.clone() }),
+            ClientFrame::AckMany(AckMany {
+                id: n,
+                queue: name,
+                tasks: NUMBERS[..i].iter().map(|&k| LeaseRef { task: k, lease: !k }).collect(),
+            }),
         ]);
     }
     frames

@@ -182,6 +182,18 @@ pub fn encode_client(frame: &ClientFrame) -> Vec<u8> {
             w.uint_field("id", f.id);
             w.str_field("queue", &f.queue);
         }),
+        ClientFrame::AckMany(f) => w.object(|w| {
+            w.uint_field("id", f.id);
+            w.str_field("queue", &f.queue);
+            w.key("tasks");
+            w.array_len(f.tasks.len());
+            for t in &f.tasks {
+                w.object(|w| {
+                    w.uint_field("task", t.task);
+                    w.uint_field("lease", t.lease);
+                });
+            }
+        }),
     }
     w.out
 }
