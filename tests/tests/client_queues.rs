@@ -76,3 +76,32 @@ async fn a_lease_held_across_a_hub_restart_should_still_be_acked_after_reconnect
     let stats = client.queue_stats("reports").await.unwrap();
     assert_eq!((stats.available, stats.leased, stats.scheduled), (0, 0, 0));
 }
+
+#[tokio::test]
+async fn ack_many_should_ack_a_pulled_batch_in_one_request_and_report_stale_leases() {
+    let server = TestServer::start().await;
+    let client = connect(&server.ws_url(), options()).await.unwrap();
+    let queue =
+        QueueOptions { lease_ms: Some(300), backoff_ms: Some(vec![0]), ..Default::default() };
+    client.create_queue("batch", queue).await.unwrap();
+    for i in 0..5u32 {
+        client.enqueue("batch", i.to_be_bytes().to_vec(), EnqueueOptions::default()).await.unwrap();
+    }
+    let stale = client.pull("batch", PullOptions { max: 1, wait_ms: 0 }).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut tasks = Vec::new();
+    while tasks.len() < 5 {
+        let more = client.pull("batch", PullOptions { max: 5, wait_ms: 1_000 }).await.unwrap();
+        assert!(!more.is_empty(), "the expired task is back with the other four");
+        tasks.extend(more);
+    }
+    let mut batch = stale.clone();
+    batch.extend(tasks);
+    let failed = client.ack_many(&batch).await.unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!((failed[0].task, failed[0].lease), (stale[0].task.id, stale[0].task.lease));
+    assert_eq!(failed[0].name, "lease_expired");
+    let stats = client.queue_stats("batch").await.unwrap();
+    assert_eq!((stats.available, stats.leased, stats.scheduled), (0, 0, 0), "all five acked");
+    assert!(client.ack_many(&[]).await.unwrap().is_empty(), "nothing to ack asks nothing");
+}

@@ -83,6 +83,9 @@ impl ClientCore {
             (Purpose::Settle { op, lease, extend }, result) => {
                 self.on_settle_reply(now_ms, id, op, &lease, extend, result);
             }
+            (Purpose::AckMany { op, queue, tasks }, result) => {
+                self.on_ack_many_reply(now_ms, op, queue, &tasks, result);
+            }
             (purpose, Ok(body)) => self.succeed_request(id, purpose, body),
             (purpose, Err(error)) => self.fail_request(now_ms, id, purpose, error),
         }
@@ -116,7 +119,10 @@ impl ClientCore {
             // The hub consumer is gone either way.
             Purpose::StopConsume { op: Some(op) } => self.complete(op, Ok(None)),
             // `on_reply` hands these to their owners.
-            Purpose::Read { .. } | Purpose::Consume { .. } | Purpose::Settle { .. } => {}
+            Purpose::Read { .. }
+            | Purpose::Consume { .. }
+            | Purpose::Settle { .. }
+            | Purpose::AckMany { .. } => {}
             Purpose::Unsubscribe { op: None, .. }
             | Purpose::Credit
             | Purpose::CloseReader { op: None }
@@ -162,6 +168,9 @@ impl ClientCore {
             Purpose::Settle { op, lease, extend } => {
                 self.on_settle_reply(now_ms, id, op, &lease, extend, Err(error));
             }
+            Purpose::AckMany { op, queue, tasks } => {
+                self.on_ack_many_reply(now_ms, op, queue, &tasks, Err(error));
+            }
             Purpose::Consume { consumer, prefetch } => {
                 self.on_consume_reply(now_ms, id, consumer, prefetch, Err(error));
             }
@@ -192,6 +201,8 @@ impl ClientCore {
                     self.complete(op, Err(ClientError::timeout()));
                 }
             }
+            // The leases stay until the hub's answer to a repeat, or their deadlines.
+            Purpose::AckMany { op, .. } => self.complete(op, Err(ClientError::timeout())),
             Purpose::Consume { consumer, .. } => {
                 self.on_consume_timeout(now_ms, id, consumer, &request);
             }

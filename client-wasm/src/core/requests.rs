@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use crate::core::sorted::{SortedMap, SortedSet};
 
 use bytes::Bytes;
+use switchboard_protocol::frame::LeaseRef;
 
 use super::output::{ConsumerId, OpId, ReaderId};
 use super::queues::LeaseKey;
@@ -51,6 +52,8 @@ pub(crate) enum Purpose {
     /// A settle of `lease` (`ack`, `nack`, `release`, `reject`, or `extend` when `extend`);
     /// `op` is the application's, if it waits (the core's own releases have none).
     Settle { op: Option<OpId>, lease: LeaseKey, extend: bool },
+    /// An application's `ack_many` of `tasks` in `queue`.
+    AckMany { op: OpId, queue: String, tasks: Vec<LeaseRef> },
     /// A consumer's `consume` on the current session (its first, a restore or a top-up),
     /// asking for `prefetch`.
     Consume { consumer: ConsumerId, prefetch: u32 },

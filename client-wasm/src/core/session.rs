@@ -149,11 +149,17 @@ impl ClientCore {
         // Queued subscription changes, consumer requests and keep-alives belong to the old
         // session: the desired set is re-sent after the next `welcome` instead.
         let removed = self.requests.disconnect(|p| {
-            !matches!(p, Purpose::Op(_) | Purpose::Pull { .. } | Purpose::Settle { .. })
+            !matches!(
+                p,
+                Purpose::Op(_)
+                    | Purpose::Pull { .. }
+                    | Purpose::Settle { .. }
+                    | Purpose::AckMany { .. }
+            )
         });
         for (id, request) in removed {
             match request.purpose {
-                Purpose::Op(op) | Purpose::Pull { op } => {
+                Purpose::Op(op) | Purpose::Pull { op } | Purpose::AckMany { op, .. } => {
                     self.complete(op, Err(ClientError::disconnected(detail)));
                 }
                 // Settles are resent, so only a policy changed by mistake lands here.
@@ -236,7 +242,8 @@ impl ClientCore {
                 Purpose::Op(op)
                 | Purpose::Unsubscribe { op: Some(op), .. }
                 | Purpose::Pull { op }
-                | Purpose::Settle { op: Some(op), .. } => {
+                | Purpose::Settle { op: Some(op), .. }
+                | Purpose::AckMany { op, .. } => {
                     self.complete(op, Err(error.clone()));
                 }
                 // The reader or hub consumer is gone with the client, which is what was asked.

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use switchboard_protocol::Payload;
-use switchboard_protocol::frame::ReplyBody;
+use switchboard_protocol::frame::{LeaseRef, ReplyBody, SettleFailure};
 use switchboard_protocol::queues::{QueueInfo, QueueOptions, QueueStats};
+use switchboard_protocol::{ErrorCode, Payload};
 
 use super::client::{Client, Command, unexpected};
 use super::consumer::{Consumer, TaskHandle};
@@ -74,6 +74,32 @@ impl Client {
                     TaskHandle::new(task, Arc::clone(&self.shared), self.commands.downgrade())
                 })
                 .collect()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Acknowledges `tasks`, all of one queue, in one request that the hub settles in one
+    /// commit: cheaper than an [`TaskHandle::ack`] each. Returns the tasks the hub could not
+    /// ack, each with the error its own `ack` would have had (`lease_expired` for a lease
+    /// that ended); the others are done. Acking no tasks asks nothing and returns none.
+    ///
+    /// # Errors
+    /// `invalid_argument` (tasks of more than one queue, or more than
+    /// [`MAX_ACK_MANY`](switchboard_protocol::frame::MAX_ACK_MANY)), `backlogged`, `timeout`,
+    /// `closed`, or the hub's error for the whole request.
+    pub async fn ack_many(&self, tasks: &[TaskHandle]) -> Result<Vec<SettleFailure>, ClientError> {
+        let Some(first) = tasks.first() else {
+            return Ok(Vec::new());
+        };
+        let queue = first.task.queue.clone();
+        if tasks.iter().any(|t| t.task.queue != queue) {
+            let message = "ack_many takes tasks of one queue; call it once per queue";
+            return Err(ClientError::new(ErrorCode::InvalidArgument, message));
+        }
+        let refs: Vec<LeaseRef> =
+            tasks.iter().map(|t| LeaseRef { task: t.task.id, lease: t.task.lease }).collect();
+        match self.call(move |core, now| core.ack_many(now, &queue, &refs)).await? {
+            Some(ReplyBody::AckedMany { failed }) => Ok(failed),
             other => Err(unexpected(other)),
         }
     }

@@ -7,7 +7,9 @@
 //! made after it. A settle on a live socket is always left to the hub to decide.
 
 use switchboard_protocol::ErrorCode;
-use switchboard_protocol::frame::{ClientFrame, Extend, Nack, Reject, ReplyBody, Settle};
+use switchboard_protocol::frame::{
+    AckMany, ClientFrame, Extend, LeaseRef, MAX_ACK_MANY, Nack, Reject, ReplyBody, Settle,
+};
 
 use super::LeaseKey;
 use super::leases::Owner;
@@ -81,6 +83,68 @@ impl ClientCore {
         reason: &str,
     ) -> OpId {
         self.settle(now_ms, queue, task, lease, How::Reject { reason: reason.to_owned() })
+    }
+
+    /// Acknowledges many tasks of one queue in one request, settled by the hub in one commit.
+    /// Completes with [`ReplyBody::AckedMany`] listing the tasks the hub could not ack, each
+    /// with the error its own `ack` would have had; the others are done and removed.
+    ///
+    /// Resent after a reconnect like every settle. The hub decides each task, so a lease that
+    /// passes its deadline while the request waits for a connection comes back in the list
+    /// as `lease_expired` instead of failing the others. Fails as a whole with `invalid_name`,
+    /// `invalid_argument` (no tasks, or more than [`MAX_ACK_MANY`]), `backlogged`, `timeout`,
+    /// `closed`, or the hub's error.
+    pub fn ack_many(&mut self, now_ms: u64, queue: &str, tasks: &[LeaseRef]) -> OpId {
+        let op = self.new_op();
+        let Some(queue) = self.queue_name(op, queue) else {
+            return op;
+        };
+        if tasks.is_empty() || tasks.len() > MAX_ACK_MANY {
+            let message = format!("ack_many takes 1 to {MAX_ACK_MANY} tasks, not {}", tasks.len());
+            self.complete(op, Err(ClientError::new(ErrorCode::InvalidArgument, message)));
+            return op;
+        }
+        let purpose = Purpose::AckMany { op, queue: queue.clone(), tasks: tasks.to_vec() };
+        let timeout = self.config.request_timeout_ms;
+        let tasks = tasks.to_vec();
+        let build = |id| ClientFrame::AckMany(AckMany { id, queue, tasks });
+        self.submit_as(now_ms, op, purpose, OnDisconnect::Resend, timeout, build);
+        op
+    }
+
+    /// An `ack_many` was answered: the leases the hub acked, or says are gone, end.
+    pub(crate) fn on_ack_many_reply(
+        &mut self,
+        now_ms: u64,
+        op: OpId,
+        queue: String,
+        tasks: &[LeaseRef],
+        result: Result<Option<ReplyBody>, ClientError>,
+    ) {
+        let gone = |e: ErrorCode| e == ErrorCode::LeaseExpired || e == ErrorCode::NotFound;
+        let mut key = LeaseKey { queue, task: 0, lease: 0 };
+        match &result {
+            Ok(Some(ReplyBody::AckedMany { failed })) => {
+                // Usually empty: a linear search is enough.
+                let kept = |t: &LeaseRef| {
+                    failed.iter().any(|f| {
+                        (f.task, f.lease) == (t.task, t.lease) && !f.error_code().is_some_and(gone)
+                    })
+                };
+                for t in tasks.iter().filter(|t| !kept(t)) {
+                    (key.task, key.lease) = (t.task, t.lease);
+                    self.end_lease(now_ms, &key);
+                }
+            }
+            Err(e) if e.is(ErrorCode::NotFound) => {
+                for t in tasks {
+                    (key.task, key.lease) = (t.task, t.lease);
+                    self.end_lease(now_ms, &key);
+                }
+            }
+            _ => {}
+        }
+        self.complete(op, result);
     }
 
     fn settle(&mut self, now_ms: u64, queue: &str, task: u64, lease: u64, how: How) -> OpId {

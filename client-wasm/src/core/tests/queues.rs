@@ -299,3 +299,78 @@ fn bad_names_and_a_zero_pull_should_fail_without_sending() {
     assert_eq!(error_of(&out, zero), ErrorCode::InvalidArgument);
     assert_eq!(error_of(&out, nothing), ErrorCode::InvalidArgument);
 }
+
+#[test]
+fn ack_many_should_send_one_frame_be_resent_after_a_reconnect_and_end_the_acked_leases() {
+    use switchboard_protocol::frame::{LeaseRef, SettleFailure};
+    let mut h = connected();
+    let deadline = h.now + 30_000;
+    pulled(&mut h, (1..=3).map(|id| task("q", id, id * 10, deadline)).collect());
+    let refs: Vec<LeaseRef> = (1..=3).map(|id| LeaseRef { task: id, lease: id * 10 }).collect();
+    let op = h.core.ack_many(h.now, "q", &refs);
+    let first = requests(&h.take());
+    let [ClientFrame::AckMany(batch)] = first.as_slice() else {
+        panic!("one ack_many frame, not {first:?}");
+    };
+    assert_eq!((batch.queue.as_str(), batch.tasks.as_slice()), ("q", refs.as_slice()));
+
+    h.reconnect(None, limits());
+    let out = h.take();
+    assert!(completions(&out).is_empty(), "an ack_many is not failed by a reconnect");
+    assert_eq!(requests(&out), first, "resent with the same id and tasks");
+
+    // Task 2's lease is gone at the hub, task 3 failed for another reason: 3 stays leased.
+    let failed = vec![
+        SettleFailure::new(2, 20, ErrorCode::LeaseExpired, "expired"),
+        SettleFailure::new(3, 30, ErrorCode::StorageFailure, "disk"),
+    ];
+    h.reply(batch.id, ReplyBody::AckedMany { failed: failed.clone() });
+    assert_eq!(result_of(&h.take(), op), Ok(Some(ReplyBody::AckedMany { failed })));
+    // Past the deadline, a settle of a lease the client still holds fails locally; one of a
+    // lease it no longer tracks is sent for the hub to judge.
+    h.advance(30_000);
+    h.take();
+    let still = h.core.ack(h.now, "q", 3, 30);
+    assert_eq!(error_of(&h.take(), still), ErrorCode::LeaseExpired, "3 is still leased");
+    h.core.ack(h.now, "q", 1, 10);
+    h.core.ack(h.now, "q", 2, 20);
+    assert_eq!(sent_ids(&h.take()).len(), 2, "1 and 2 are no longer tracked");
+}
+
+#[test]
+fn ack_many_should_leave_a_lease_that_expired_while_offline_to_the_hub() {
+    use switchboard_protocol::frame::LeaseRef;
+    let mut h = connected();
+    let (deadline, later) = (h.now + 50, h.now + 60_000);
+    pulled(&mut h, vec![task("q", 1, 10, deadline), task("q", 2, 20, later)]);
+    h.drop_socket(None);
+    h.take();
+    let refs = [LeaseRef { task: 1, lease: 10 }, LeaseRef { task: 2, lease: 20 }];
+    let op = h.core.ack_many(h.now, "q", &refs);
+    h.tick_until_open();
+    assert!(h.now > deadline, "the reconnect comes after the first lease's deadline");
+    h.open_and_welcome(limits());
+    let out = h.take();
+    assert!(completions(&out).iter().all(|c| c.op != op), "not failed locally");
+    let again = requests(&out);
+    assert!(
+        matches!(again.as_slice(), [ClientFrame::AckMany(a)] if a.tasks == refs),
+        "both tasks go to the hub, which answers each: {again:?}"
+    );
+}
+
+#[test]
+fn ack_many_should_refuse_no_tasks_or_too_many_without_sending() {
+    use switchboard_protocol::frame::{LeaseRef, MAX_ACK_MANY};
+    let mut h = connected();
+    let none = h.core.ack_many(h.now, "q", &[]);
+    let out = h.take();
+    assert_eq!(error_of(&out, none), ErrorCode::InvalidArgument);
+    let many = vec![LeaseRef { task: 1, lease: 1 }; MAX_ACK_MANY + 1];
+    let too_many = h.core.ack_many(h.now, "q", &many);
+    let bad_name = h.core.ack_many(h.now, "bad name!", &many[..1]);
+    let out2 = h.take();
+    assert_eq!(error_of(&out2, too_many), ErrorCode::InvalidArgument);
+    assert_eq!(error_of(&out2, bad_name), ErrorCode::InvalidName);
+    assert!(sent(&out).is_empty() && sent(&out2).is_empty());
+}
