@@ -29,12 +29,24 @@ pub struct Options {
     /// `expires`).
     #[arg(long, default_value_t = 200)]
     pub wait_ms: u64,
+    /// How a hub worker acks a pulled batch: `many` (one `ack_many` request for the batch) or
+    /// `each` (one `ack` request per task, all in flight at once).
+    #[arg(long, value_enum, default_value_t = Acks::Many)]
+    pub acks: Acks,
     /// Task size in bytes.
     #[arg(long, default_value_t = 128)]
     pub size: usize,
     /// How long to produce.
     #[arg(long, default_value_t = 10.0)]
     pub seconds: f64,
+}
+
+/// How hub workers ack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Acks {
+    Many,
+    Each,
 }
 
 /// Runs the workload.
@@ -71,6 +83,7 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
         let producing = producing.clone();
         let batch = o.batch;
         let wait_ms = o.wait_ms;
+        let ack_mode = o.acks;
         let mut h = latencies.recorder();
         workers.push(tokio::spawn(async move {
             let mut acked = 0u64;
@@ -83,13 +96,27 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
                 if got.is_empty() && !producing.load(Ordering::Relaxed) {
                     break;
                 }
-                let acks = got.iter().map(|t| t.ack());
-                for (t, r) in got.iter().zip(futures_util::future::join_all(acks).await) {
-                    r.map_err(|e| anyhow::anyhow!("ack: {e:?}"))?;
+                match ack_mode {
+                    Acks::Many => {
+                        let failed = client
+                            .ack_many(&got)
+                            .await
+                            .map_err(|e| anyhow::anyhow!("ack_many: {e:?}"))?;
+                        anyhow::ensure!(failed.is_empty(), "ack_many: {failed:?}");
+                    }
+                    Acks::Each => {
+                        let acks = got.iter().map(|t| t.ack());
+                        for r in futures_util::future::join_all(acks).await {
+                            r.map_err(|e| anyhow::anyhow!("ack: {e:?}"))?;
+                        }
+                    }
+                }
+                let now = base.elapsed().as_nanos() as u64;
+                for t in &got {
                     let sent = u64::from_be_bytes(
                         t.task.data.as_bytes()[..8].try_into().unwrap_or([0; 8]),
                     );
-                    h.record((base.elapsed().as_nanos() as u64).saturating_sub(sent) / 1000);
+                    h.record(now.saturating_sub(sent) / 1000);
                     acked += 1;
                 }
             }
@@ -112,7 +139,7 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
         latency: Some(latencies.summary()),
         details: json!({ "server_cpu_seconds": server_cpu,
             "producers": o.producers, "workers": o.workers, "batch": o.batch, "wait_ms": o.wait_ms,
-            "size": o.size, "enqueued": enqueued,
+            "size": o.size, "enqueued": enqueued, "acks": o.acks,
         }),
     })
 }
