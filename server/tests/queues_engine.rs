@@ -466,3 +466,18 @@ async fn ack_many_should_refuse_an_empty_or_oversized_batch_and_an_unknown_queue
     assert_eq!(code_of(h.queues().ack_many("nope", &one).await), ErrorCode::NotFound);
     assert_eq!(code_of(h.queues().ack_many("bad name!", &one).await), ErrorCode::InvalidName);
 }
+
+#[tokio::test]
+async fn task_and_lease_ids_should_keep_growing_across_restarts() {
+    let mut h = Harness::new().await;
+    let mut seen = Vec::new();
+    for round in 0..3 {
+        let id = h.queues().enqueue("ids", task(&format!("t{round}")), None).await.unwrap();
+        let t = pull(&h, "ids", 1).await.remove(0);
+        assert_eq!(t.id, id);
+        seen.extend([id, t.lease]);
+        settle(&h, &t, Settlement::Ack).await.unwrap();
+        h.restart().await;
+    }
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "every id is new and larger: {seen:?}");
+}

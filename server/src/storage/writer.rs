@@ -260,7 +260,14 @@ struct State {
     streams: StreamsState,
     queues: QueuesState,
     next_id: u64,
+    /// Task and lease ids below this are reserved by the stored `next_task`: until
+    /// `queues.next_task` reaches it, commits need not write `next_task` again.
+    reserved_task: u64,
 }
+
+/// How many task and lease ids one write of `next_task` reserves. The stored value is the end
+/// of the reservation, so ids stay unique across restarts; a restart skips what was left of it.
+const TASK_ID_BLOCK: u64 = 1 << 16;
 
 fn load(db: &Database) -> Result<State, OpError> {
     let txn = db.begin_read()?;
@@ -269,7 +276,7 @@ fn load(db: &Database) -> Result<State, OpError> {
     let next_id = meta.get("next_id")?.map(|v| v.value()).unwrap_or(1);
     let next_task = meta.get("next_task")?.map(|v| v.value()).unwrap_or(1);
     let queues = QueuesState::load(&txn, next_task)?;
-    Ok(State { streams, queues, next_id })
+    Ok(State { streams, queues, next_id, reserved_task: next_task })
 }
 
 struct WriterThread {
@@ -426,7 +433,8 @@ impl WriterThread {
         txn.set_durability(durability).map_err(|e| OpError::Storage(e.to_string()))?;
         let now = self.clock.now_ms();
         let mut results = Vec::with_capacity(batch.len());
-        let (first_id, first_task) = (self.state.next_id, self.state.queues.next_task);
+        let first_id = self.state.next_id;
+        let mut reserved = None;
         {
             let mut t = Tables::open(&txn)?;
             self.state.queues.apply_due(
@@ -451,12 +459,20 @@ impl WriterThread {
             self.state.queues.flush_keys(&mut t, now)?;
             self.state.streams.flush_dirty(&mut t, &dirty)?;
         }
-        if self.state.next_id != first_id || self.state.queues.next_task != first_task {
+        let reserve = self.state.queues.next_task > self.state.reserved_task;
+        if self.state.next_id != first_id || reserve {
             let mut meta = txn.open_table(META)?;
             meta.insert("next_id", self.state.next_id)?;
-            meta.insert("next_task", self.state.queues.next_task)?;
+            if reserve {
+                let end = self.state.queues.next_task.saturating_add(TASK_ID_BLOCK);
+                meta.insert("next_task", end)?;
+                reserved = Some(end);
+            }
         }
         txn.commit()?;
+        if let Some(end) = reserved {
+            self.state.reserved_task = end;
+        }
         Ok(results)
     }
 
