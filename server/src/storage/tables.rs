@@ -7,7 +7,7 @@
 use redb::{Table, TableDefinition};
 
 /// `"format_version"`, `"next_id"` (the id allocator for streams and queues) and
-/// `"next_task"` (task and lease ids).
+/// `"next_task"` (the end of the block of task and lease ids reserved so far).
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Stream name → [`crate::storage::streams::StreamMeta`] (MessagePack).
