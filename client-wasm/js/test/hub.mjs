@@ -102,3 +102,48 @@ export function signal() {
   const promise = new Promise((r) => (resolve = r));
   return { promise, resolve };
 }
+
+/** A session speaking the protocol's JSON frames straight to the hub, for what the package has
+ * no call for (creating a queue with options, queue stats): `request(name, fields)` sends
+ * `{ [name]: { id, ...fields } }` and resolves with the `ok`'s `result`, or rejects with the
+ * `error` frame's fields. */
+export async function rawSession(url) {
+  const ws = new WebSocket(url);
+  const waiting = new Map();
+  let welcomed;
+  const welcome = new Promise((resolve, reject) => {
+    welcomed = resolve;
+    ws.once("error", reject);
+  });
+  ws.on("message", (data) => {
+    const frame = JSON.parse(String(data));
+    if (frame.welcome) return welcomed(frame.welcome);
+    const reply = frame.ok ?? frame.error;
+    const waiter = reply && waiting.get(reply.id);
+    if (!waiter) return;
+    waiting.delete(reply.id);
+    if (frame.ok) waiter.resolve(frame.ok.result);
+    else waiter.reject(Object.assign(new Error(reply.message), reply));
+  });
+  await new Promise((resolve, reject) => {
+    ws.once("open", resolve);
+    ws.once("error", reject);
+  });
+  ws.send(JSON.stringify({ hello: { version: 1 } }));
+  await within(welcome, 5000, "the hub's welcome");
+  let next = 0;
+  return {
+    request(name, fields = {}) {
+      const id = (next += 1);
+      return within(
+        new Promise((resolve, reject) => {
+          waiting.set(id, { resolve, reject });
+          ws.send(JSON.stringify({ [name]: { id, ...fields } }));
+        }),
+        5000,
+        `the reply to ${name}`,
+      );
+    },
+    close: () => ws.close(),
+  };
+}
