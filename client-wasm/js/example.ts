@@ -1,6 +1,6 @@
 // Type-checks the package's declarations against issue 5's API (`npm run typecheck`; build
 // the package with `cargo xtask wasm` first). Never run.
-import init, { Client, type AckFailure, type SwitchboardError, type StreamRecord, type Task } from "../pkg/index.js";
+import init, { Client, type SwitchboardError, type StreamRecord, type Task } from "../pkg/index.js";
 
 export async function example(url: string): Promise<void> {
   await init();
@@ -48,10 +48,6 @@ export async function example(url: string): Promise<void> {
     await task.ack();
     await task.release();
     await task.reject("bad");
-  }
-  const failed: AckFailure[] = await client.ackMany(tasks);
-  for (const { task, lease, code, name, message } of failed) {
-    console.log(task, lease, code, name.length, message.length, tasks[0]?.lease);
   }
   const worker = client.work("emails", { concurrency: 2 }, async (task) => {
     console.log(task.id);

@@ -2,23 +2,19 @@
 
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { fresh, loadPackage, rawSession, sleep, startHub, until } from "./hub.mjs";
+import { fresh, loadPackage, sleep, startHub, until } from "./hub.mjs";
 
 const { Client } = await loadPackage();
 let hub;
 let client;
-/** A plain protocol session, for queue options and stats. */
-let raw;
 
 before(async () => {
   hub = await startHub();
   client = new Client(hub.url);
   await client.connect();
-  raw = await rawSession(hub.url);
 });
 
 after(async () => {
-  raw?.close();
   await client?.close();
   await hub?.stop();
 });
@@ -237,90 +233,4 @@ test("after stop() a worker should get no more tasks", async () => {
   const [left] = await client.pull(queue, { max: 1, waitMs: 1000 });
   assert.equal(left.text(), "after");
   await left.ack();
-});
-
-/** The error a promise rejects with; fails the test if it resolves. */
-async function rejection(promise, what) {
-  return promise.then(
-    (value) => assert.fail(`${what} resolved with ${JSON.stringify(value)}`),
-    (e) => e,
-  );
-}
-
-test("ackMany should ack a pulled batch in one call and leave nothing in the queue", async () => {
-  const queue = fresh("bulk");
-  const ids = [];
-  for (let i = 0; i < 5; i += 1) ids.push((await client.enqueue(queue, `t${i}`)).id);
-  const tasks = await client.pull(queue, { max: 10, waitMs: 1000 });
-  assert.deepEqual(tasks.map((t) => t.id).sort((a, b) => a - b), ids);
-  for (const t of tasks) assert.equal(typeof t.lease, "number");
-  assert.deepEqual(await client.ackMany(tasks), []);
-  const { queue_stats: stats } = await raw.request("queue_stats", { queue });
-  assert.deepEqual(
-    { available: stats.available, leased: stats.leased, scheduled: stats.scheduled, dead: stats.dead },
-    { available: 0, leased: 0, scheduled: 0, dead: 0 },
-  );
-  // The tasks stay usable objects, and acking them again is fine, as for `ack`.
-  assert.equal(tasks[0].queue, queue);
-  assert.deepEqual(await client.ackMany(tasks), []);
-  await assertEmpty(queue);
-});
-
-test("ackMany of an empty array should resolve [] at once", async () => {
-  assert.deepEqual(await client.ackMany([]), []);
-  const idle = new Client(hub.url); // never connected: no request can be made
-  assert.deepEqual(await idle.ackMany([]), []);
-  await idle.close();
-});
-
-test("ackMany should list a task whose lease expired as lease_expired and ack the others", async () => {
-  const queue = fresh("stale");
-  await raw.request("create_queue", { queue, options: { lease_ms: 300, backoff_ms: [0] } });
-  const { id: staleId } = await client.enqueue(queue, "slow");
-  const [stale] = await client.pull(queue, { max: 1, waitMs: 1000 });
-  assert.equal(stale.id, staleId);
-  await sleep(600); // past the lease: the task is redelivered under a new lease
-  const [again] = await client.pull(queue, { max: 1, waitMs: 2000 });
-  assert.equal(again?.id, staleId);
-  assert.notEqual(again.lease, stale.lease);
-  await client.enqueue(queue, "fresh");
-  const [other] = await client.pull(queue, { max: 1, waitMs: 1000 });
-  const failed = await client.ackMany([stale, other]);
-  assert.equal(failed.length, 1, JSON.stringify(failed));
-  const [failure] = failed;
-  assert.equal(failure.task, staleId);
-  assert.equal(failure.lease, stale.lease);
-  assert.equal(failure.name, "lease_expired");
-  assert.equal(failure.code, 4005);
-  assert.equal(typeof failure.message, "string");
-  // The current lease still holds the task; acking it empties the queue.
-  assert.deepEqual(await client.ackMany([again]), []);
-  const { queue_stats: stats } = await raw.request("queue_stats", { queue });
-  assert.equal(stats.available + stats.leased + stats.scheduled, 0);
-});
-
-test("ackMany should reject tasks of two queues, and things that are not tasks, with invalid_argument", async () => {
-  const [a, b] = [fresh("mix-a"), fresh("mix-b")];
-  await client.enqueue(a, "x");
-  await client.enqueue(b, "y");
-  const [ta] = await client.pull(a, { max: 1, waitMs: 1000 });
-  const [tb] = await client.pull(b, { max: 1, waitMs: 1000 });
-  const mixed = await rejection(client.ackMany([ta, tb]), "ackMany of two queues");
-  assert.ok(mixed instanceof Error);
-  assert.equal(mixed.name, "invalid_argument");
-  assert.equal(typeof mixed.code, "number");
-  assert.match(mixed.message, /one queue/);
-  const many = await rejection(client.ackMany(new Array(1025).fill(ta)), "ackMany of 1,025 tasks");
-  assert.equal(many.name, "invalid_argument");
-  for (const bad of [[ta, null], [ta, 5], [{ queue: a }], "not an array"]) {
-    const err = await rejection(client.ackMany(bad), `ackMany(${JSON.stringify(bad)})`);
-    assert.equal(err.name, "invalid_argument");
-  }
-  // Nothing was acked: both tasks are still leased and can be settled.
-  const { queue_stats: stats } = await raw.request("queue_stats", { queue: a });
-  assert.equal(stats.leased, 1);
-  assert.deepEqual(await client.ackMany([ta]), []);
-  assert.deepEqual(await client.ackMany([tb]), []);
-  await assertEmpty(a);
-  await assertEmpty(b);
 });

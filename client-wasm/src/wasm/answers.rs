@@ -57,18 +57,6 @@ impl Driver {
             (Answer::Extended, Some(ReplyBody::Extended { deadline })) => {
                 convert::object(&[("deadline", JsValue::from(deadline as f64))])
             }
-            (Answer::AckedMany, Some(ReplyBody::AckedMany { failed })) => {
-                let failed = failed.into_iter().map(|f| {
-                    convert::object(&[
-                        ("task", JsValue::from(f.task as f64)),
-                        ("lease", JsValue::from(f.lease as f64)),
-                        ("code", JsValue::from(f.code)),
-                        ("name", JsValue::from(f.name)),
-                        ("message", JsValue::from(f.message)),
-                    ])
-                });
-                js_sys::Array::from_iter(failed).into()
-            }
             (Answer::Reading, _) => {
                 let shared = self.myself.upgrade()?;
                 let stream = waiter.name.unwrap_or_default();

@@ -9,7 +9,6 @@ use super::convert;
 use super::driver::{Answer, Call, Deferred, Driver, Shared, pump_with};
 use super::platform::{entropy, js_error, monotonic_ms, wall_clock_ms};
 use super::readers::read_options;
-use super::tasks;
 use super::workers::QueueWorker;
 use crate::core::{self, ClientError, CoreConfig, SubId};
 use crate::{AppendOptions, EnqueueOptions, PullOptions};
@@ -198,23 +197,6 @@ impl Client {
     ) -> Promise {
         self.run(pull_options(&options.unwrap_or_default()), |driver, deferred, options| {
             driver.request(deferred, Answer::Tasks, |core, now| core.pull(now, &queue, options))
-        })
-    }
-
-    /// Acks `tasks`, all of one queue, in one request that the hub settles in one commit;
-    /// resent after a reconnect. Resolves with the tasks it could not ack, as
-    /// `{ task, lease, code, name, message }` (e.g. `lease_expired`): `[]` when every one was
-    /// acked, and at once, without a request, for an empty array.
-    #[wasm_bindgen(js_name = ackMany, unchecked_return_type = "Promise<AckFailure[]>")]
-    pub fn ack_many(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "Task[]")] tasks: JsValue,
-    ) -> Promise {
-        self.run(tasks::lease_refs(&tasks), |driver, deferred, refs| match refs {
-            None => vec![deferred.resolve(js_sys::Array::new().into())],
-            Some((queue, refs)) => driver.request(deferred, Answer::AckedMany, |core, now| {
-                core.ack_many(now, &queue, &refs)
-            }),
         })
     }
 }

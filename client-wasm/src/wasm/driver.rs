@@ -76,8 +76,6 @@ pub(crate) enum Answer {
     Working,
     /// `{ deadline }`.
     Extended,
-    /// An array of `{ task, lease, code, name, message }`.
-    AckedMany,
 }
 
 pub(super) struct Waiter {

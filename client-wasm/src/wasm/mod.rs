@@ -10,8 +10,7 @@
 //!   ticks, and carries out its outputs; JS callbacks run only after it has let go of its state.
 //! - `readers`: the `Reader` and `Record` classes for `client.read`, and handing records to
 //!   the application one at a time.
-//! - `tasks`: the `Task` class for tasks leased by `client.pull`, its settles, and reading
-//!   the tasks `client.ackMany` is given.
+//! - `tasks`: the `Task` class for tasks leased by `client.pull`, and its settles.
 //! - `workers`: `client.work` and the `QueueWorker` class: a push consumer whose tasks go
 //!   to a handler and are settled by how it ends.
 //! - `types`: TypeScript types of the plain objects passed in and out.

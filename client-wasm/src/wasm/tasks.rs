@@ -1,17 +1,12 @@
-//! Queue tasks leased by `client.pull`: the `Task` class (`LeasedTask` in Rust), its settles,
-//! and reading the tasks `client.ackMany` is given.
+//! Queue tasks leased by `client.pull`: the `Task` class (`LeasedTask` in Rust) and its settles.
 
-use js_sys::{Array, Object, Promise, Reflect, Uint8Array};
-use switchboard_protocol::ErrorCode;
-use switchboard_protocol::frame::LeaseRef;
-use wasm_bindgen::JsCast;
+use js_sys::{Object, Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
 
 use super::client::run;
 use super::convert;
 use super::driver::{Answer, Shared};
 use crate::Task;
-use crate::core::ClientError;
 
 /// One leased task. Settle it once — `ack`, `nack`, `release` or `reject` — before its lease's
 /// `deadline`; `extend` moves the deadline.
@@ -44,12 +39,6 @@ impl LeasedTask {
     #[wasm_bindgen(getter)]
     pub fn id(&self) -> f64 {
         self.task.id as f64
-    }
-
-    /// The lease it is held under; a new lease of the same task gets a new number.
-    #[wasm_bindgen(getter)]
-    pub fn lease(&self) -> f64 {
-        self.task.lease as f64
     }
 
     /// The queue it was pulled from.
@@ -153,39 +142,4 @@ impl LeasedTask {
             core.reject(now, queue, id, lease, &reason)
         })
     }
-}
-
-/// The queue and the leases of the `Task`s in the array `tasks`, or `None` for an empty array.
-/// Each task is read through its JS getters, so the objects stay usable afterwards (converting
-/// them to `LeasedTask` would take them over from JS).
-///
-/// # Errors
-/// `invalid_argument` when `tasks` is not an array of tasks, or holds tasks of more than one
-/// queue.
-pub(crate) fn lease_refs(tasks: &JsValue) -> Result<Option<(String, Vec<LeaseRef>)>, ClientError> {
-    let not_tasks =
-        || ClientError::new(ErrorCode::InvalidArgument, "ackMany takes an array of Tasks");
-    let tasks = tasks.dyn_ref::<Array>().ok_or_else(not_tasks)?;
-    // A getter that throws (on `null`, or on a task freed with `free()`) reads as missing.
-    let field = |task: &JsValue, name: &str| Reflect::get(task, &JsValue::from_str(name)).ok();
-    // Anything but a non-negative number reads as missing: NaN fails the comparison.
-    let number = |task: &JsValue, name: &str| {
-        field(task, name).and_then(|v| v.as_f64()).filter(|n| *n >= 0.0).map(|n| n as u64)
-    };
-    let mut queue = None;
-    let mut refs = Vec::new();
-    for task in tasks.iter() {
-        let name = field(&task, "queue").and_then(|v| v.as_string());
-        let (Some(name), Some(id), Some(lease)) =
-            (name, number(&task, "id"), number(&task, "lease"))
-        else {
-            return Err(not_tasks());
-        };
-        if queue.get_or_insert_with(|| name.clone()) != &name {
-            let message = "ackMany takes tasks of one queue; call it once per queue";
-            return Err(ClientError::new(ErrorCode::InvalidArgument, message));
-        }
-        refs.push(LeaseRef { task: id, lease });
-    }
-    Ok(queue.map(|queue| (queue, refs)))
 }

@@ -72,8 +72,5 @@ export interface Enqueued { id: number; }
 export interface PullOptions { max?: number; waitMs?: number; }
 export interface NackOptions { delayMs?: number; reason?: string; }
 export interface Extended { deadline: number; }
-/** A task `ackMany` could not ack: its id and lease, and the error its own `ack` would have
- * got (`code` and `name` as in `SwitchboardError`, e.g. `lease_expired`). */
-export interface AckFailure { task: number; lease: number; code: number; name: string; message: string; }
 export interface WorkOptions { concurrency?: number; }
 "#;
