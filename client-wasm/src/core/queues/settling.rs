@@ -121,14 +121,14 @@ impl ClientCore {
         tasks: &[LeaseRef],
         result: Result<Option<ReplyBody>, ClientError>,
     ) {
-        let gone = |e: ErrorCode| e == ErrorCode::LeaseExpired || e == ErrorCode::NotFound;
+        let gone = [ErrorCode::LeaseExpired.as_u16(), ErrorCode::NotFound.as_u16()];
         let mut key = LeaseKey { queue, task: 0, lease: 0 };
         match &result {
             Ok(Some(ReplyBody::AckedMany { failed })) => {
                 // Usually empty: a linear search is enough.
                 let kept = |t: &LeaseRef| {
                     failed.iter().any(|f| {
-                        (f.task, f.lease) == (t.task, t.lease) && !f.error_code().is_some_and(gone)
+                        (f.task, f.lease) == (t.task, t.lease) && !gone.contains(&f.code)
                     })
                 };
                 for t in tasks.iter().filter(|t| !kept(t)) {
