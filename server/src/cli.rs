@@ -64,6 +64,9 @@ pub struct ServeArgs {
     /// Time a connection has to send hello, in milliseconds [default: 10000].
     #[arg(long, env = "SWITCHBOARD_HELLO_TIMEOUT_MS")]
     pub hello_timeout_ms: Option<u32>,
+    /// Memory redb may keep of the database's pages, in MiB [default: 128].
+    #[arg(long, env = "SWITCHBOARD_STORAGE_CACHE_MB")]
+    pub storage_cache_mb: Option<u32>,
     /// Threads of the async runtime [default: one per core].
     #[arg(long, env = "SWITCHBOARD_WORKER_THREADS")]
     pub worker_threads: Option<u32>,
@@ -98,7 +101,7 @@ impl ServeArgs {
             )*};
         }
         set!(listen, data_dir, max_frame_bytes, max_connections, outbox_bytes, slow_consumer);
-        set!(ping_interval_ms, idle_timeout_ms, hello_timeout_ms, worker_threads);
+        set!(ping_interval_ms, idle_timeout_ms, hello_timeout_ms, worker_threads, storage_cache_mb);
         if self.web_dir.is_some() {
             config.web_dir = self.web_dir.clone();
         }

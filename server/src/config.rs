@@ -78,6 +78,9 @@ pub struct Config {
     pub retention_interval_ms: u64,
     /// Most write operations committed in one transaction.
     pub commit_max_batch: u32,
+    /// Memory redb may keep of the database's pages, in MiB (at least 1). Pages beyond it are
+    /// read from the file (and the operating system's page cache) again.
+    pub storage_cache_mb: u32,
     /// Threads of the async runtime that runs sessions, dispatchers and readers; 0 picks one
     /// per core.
     pub worker_threads: u32,
@@ -124,6 +127,7 @@ impl Default for Config {
             group_session_timeout_ms: 10_000,
             retention_interval_ms: 1_000,
             commit_max_batch: 4096,
+            storage_cache_mb: 128,
             worker_threads: 0,
             queue_lease_ms: 30_000,
             queue_max_lease_ms: 12 * 3600 * 1000,
@@ -213,8 +217,8 @@ impl Config {
         if let Err(e) = crate::streams::validate_options(&defaults) {
             return Err(ConfigError::Invalid(format!("stream defaults: {}", e.message)));
         }
-        if self.max_reader_credit == 0 || self.commit_max_batch == 0 {
-            return bad("max_reader_credit and commit_max_batch must be above 0");
+        if self.max_reader_credit == 0 || self.commit_max_batch == 0 || self.storage_cache_mb == 0 {
+            return bad("max_reader_credit, commit_max_batch and storage_cache_mb must be above 0");
         }
         Ok(())
     }
@@ -307,6 +311,16 @@ mod tests {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert_eq!(Config::default().runtime_threads(), cores);
         assert_eq!(Config { worker_threads: 3, ..Config::default() }.runtime_threads(), 3);
+    }
+
+    #[test]
+    fn storage_cache_should_come_from_the_file_and_not_be_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.toml");
+        std::fs::write(&path, "storage_cache_mb = 512\n").unwrap();
+        assert_eq!(Config::from_file(&path).unwrap().storage_cache_mb, 512);
+        assert_eq!(Config::default().storage_cache_mb, 128);
+        assert!(Config { storage_cache_mb: 0, ..Config::default() }.validate().is_err());
     }
 
     #[test]

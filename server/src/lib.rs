@@ -132,7 +132,8 @@ pub async fn run_with_clock(
     clock: clock::SharedClock,
 ) -> Result<(), ServerError> {
     config.validate()?;
-    let storage = Storage::open(&config.data_dir).await?;
+    let cache = (config.storage_cache_mb as usize) << 20;
+    let storage = Storage::open_with_cache(&config.data_dir, cache).await?;
     tracing::info!(path = %storage.path().display(), "database open");
     let engines = engines::start(&storage, &config, clock.clone())?;
     let background = tokio::spawn(streams::retention::run(engines.streams.clone()));

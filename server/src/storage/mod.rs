@@ -103,6 +103,9 @@ op_from_redb!(
     redb::CommitError
 );
 
+/// redb's page cache when nothing else is configured (the hub's `storage_cache_mb`): 128 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 128 << 20;
+
 /// The hub's database. Cloning shares it.
 #[derive(Clone)]
 pub struct Storage {
@@ -117,17 +120,28 @@ impl Storage {
     /// The directory cannot be created, another hub holds the database, the file is from a newer
     /// format, or redb fails.
     pub async fn open(data_dir: &Path) -> Result<Storage, StorageError> {
+        Storage::open_with_cache(data_dir, DEFAULT_CACHE_BYTES).await
+    }
+
+    /// As [`Storage::open`], with redb's page cache bounded at `cache_bytes`.
+    ///
+    /// # Errors
+    /// As [`Storage::open`].
+    pub async fn open_with_cache(
+        data_dir: &Path,
+        cache_bytes: usize,
+    ) -> Result<Storage, StorageError> {
         let data_dir = data_dir.to_owned();
-        tokio::task::spawn_blocking(move || Storage::open_blocking(&data_dir))
+        tokio::task::spawn_blocking(move || Storage::open_blocking(&data_dir, cache_bytes))
             .await
             .map_err(|e| StorageError::Join(e.to_string()))?
     }
 
-    fn open_blocking(data_dir: &Path) -> Result<Storage, StorageError> {
+    fn open_blocking(data_dir: &Path, cache_bytes: usize) -> Result<Storage, StorageError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| StorageError::CreateDir { path: data_dir.to_owned(), source })?;
         let path = data_dir.join(DB_FILE);
-        let db = match Database::create(&path) {
+        let db = match redb::Builder::new().set_cache_size(cache_bytes).create(&path) {
             Ok(db) => db,
             Err(DatabaseError::DatabaseAlreadyOpen) => {
                 return Err(StorageError::Locked(data_dir.to_owned()));
