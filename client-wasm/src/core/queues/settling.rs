@@ -127,9 +127,9 @@ impl ClientCore {
             Ok(Some(ReplyBody::AckedMany { failed })) => {
                 // Usually empty: a linear search is enough.
                 let kept = |t: &LeaseRef| {
-                    failed.iter().any(|f| {
-                        (f.task, f.lease) == (t.task, t.lease) && !gone.contains(&f.code)
-                    })
+                    failed
+                        .iter()
+                        .any(|f| (f.task, f.lease) == (t.task, t.lease) && !gone.contains(&f.code))
                 };
                 for t in tasks.iter().filter(|t| !kept(t)) {
                     (key.task, key.lease) = (t.task, t.lease);
