@@ -152,8 +152,8 @@ const PRODUCER_CONNECTIONS: usize = 8;
 /// carrying a `Nats-Msg-Id` (as each enqueue carries an idempotency key); the same workers, one
 /// connection each, fetching from one durable pull consumer with the same batch and wait, and
 /// acknowledging each task explicitly. nats-server 2.9 does not answer an ack, so a worker
-/// waits for the `PONG` of a `PING` sent after its acks, as a hub worker waits for its acks'
-/// replies, before it takes the time and fetches again.
+/// waits for the `PONG` of a `PING` sent after its acks, as a hub worker waits for the reply to
+/// its `ack_many` (or its acks), before it takes the time and fetches again.
 pub async fn run_nats(o: &Options, sync: Sync) -> anyhow::Result<Outcome> {
     const STREAM: &str = "BENCH_QUEUE";
     const CONSUMER: &str = "workers";
