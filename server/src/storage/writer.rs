@@ -32,6 +32,8 @@ use crate::clock::SharedClock;
 
 /// Operations waiting for the writer, at most.
 const CHANNEL: usize = 16 * 1024;
+/// Operations the reused batch vector holds without growing (it grows beyond when needed).
+const BATCH_CAPACITY: usize = 1024;
 
 /// Most due queue transitions applied in one transaction.
 const DUE_BATCH: usize = 10_000;
@@ -291,6 +293,9 @@ struct WriterThread {
 
 impl WriterThread {
     fn run(mut self) {
+        // Reused from batch to batch: operations are large, and growing a fresh vector by
+        // doubling copied each of them about twice.
+        let mut batch: Vec<Job> = Vec::with_capacity(BATCH_CAPACITY);
         let mut unsynced: Option<Instant> = None;
         let mut sync_every = Duration::MAX;
         loop {
@@ -318,7 +323,7 @@ impl WriterThread {
             };
             let Some(first) = first else {
                 if self.state.queues.next_due().is_some_and(|at| at <= self.clock.now_ms()) {
-                    self.commit_batch(Vec::new(), true);
+                    self.commit_batch(&mut batch, true);
                     unsynced = None;
                     sync_every = Duration::MAX;
                 } else if unsynced.is_some() && self.sync().is_ok() {
@@ -328,7 +333,7 @@ impl WriterThread {
                 continue;
             };
             let mut stopping = matches!(first.op, WriteOp::Stop);
-            let mut batch = vec![first];
+            batch.push(first);
             while batch.len() < self.config.max_batch && !stopping {
                 match self.rx.try_recv() {
                     Ok(job) => {
@@ -352,7 +357,7 @@ impl WriterThread {
                     sync_every = Duration::MAX;
                 }
             }
-            self.commit_batch(batch, lazy.is_none());
+            self.commit_batch(&mut batch, lazy.is_none());
             if stopping {
                 break;
             }
@@ -388,10 +393,11 @@ impl WriterThread {
         Ok(())
     }
 
-    fn commit_batch(&mut self, mut batch: Vec<Job>, durable: bool) {
+    /// Applies and commits `batch`, answers each operation, and leaves `batch` empty.
+    fn commit_batch(&mut self, batch: &mut Vec<Job>, durable: bool) {
         let mut stream_events = Vec::new();
         let mut changes = Changes::default();
-        match self.apply(&mut batch, durable, &mut stream_events, &mut changes) {
+        match self.apply(batch, durable, &mut stream_events, &mut changes) {
             Ok(results) => {
                 WriterCounts::add(&self.counts.commits, 1);
                 WriterCounts::add(&self.counts.writes, batch.len() as u64);
@@ -403,7 +409,7 @@ impl WriterThread {
                 if !changes.events.is_empty() {
                     self.listener.queues(std::mem::take(&mut changes.events));
                 }
-                for (job, result) in batch.into_iter().zip(results) {
+                for (job, result) in batch.drain(..).zip(results) {
                     let _ = job.done.send(result);
                 }
             }
@@ -414,7 +420,7 @@ impl WriterThread {
                     Ok(state) => self.state = state,
                     Err(e) => tracing::error!(error = %e, "cannot reload the stored state"),
                 }
-                for job in batch {
+                for job in batch.drain(..) {
                     let _ = job.done.send(Err(OpError::Storage(e.to_string())));
                 }
             }

@@ -83,6 +83,9 @@ struct Pending {
 pub struct PendingSegments {
     by_part: BTreeMap<(u64, u32), Pending>,
     full: Vec<((u64, u32), Pending)>,
+    /// The length of the last segment stored: a new segment starts with room for about as
+    /// much, so that it neither grows by doubling nor is copied again to shrink it.
+    hint: usize,
 }
 
 impl PendingSegments {
@@ -94,10 +97,11 @@ impl PendingSegments {
         {
             self.full.push(((stream, partition), full));
         }
+        let room = (self.hint + self.hint / 8).clamp(1024, SEGMENT_BYTES + SEGMENT_BYTES / 8);
         let pending = self.by_part.entry((stream, partition)).or_insert_with(|| Pending {
             first: record.offset,
             first_ts: record.timestamp,
-            buf: Vec::new(),
+            buf: Vec::with_capacity(room),
         });
         let at = pending.buf.len();
         pending.buf.extend_from_slice(&[0; LEN]);
@@ -130,9 +134,13 @@ impl PendingSegments {
         for ((stream, partition), pending) in self.full.drain(..).chain(open) {
             t.segments.insert((stream, partition, pending.first), pending.buf.as_slice())?;
             t.times.insert((stream, partition, pending.first_ts, pending.first), ())?;
-            // The live ring keeps slices of the segment, which hold its whole allocation.
+            // The live ring keeps slices of the segment, which hold its whole allocation: give
+            // back more than a quarter unused.
             let mut buf = pending.buf;
-            buf.shrink_to_fit();
+            self.hint = buf.len();
+            if buf.capacity() - buf.len() > buf.len() / 4 {
+                buf.shrink_to_fit();
+            }
             let segment = Bytes::from(buf);
             for (i, range) in ranges(&segment).enumerate() {
                 events.push(StreamEvent::Appended {
