@@ -13,27 +13,33 @@
 //! type ([`Answer`]): a position for an append, a task id for an enqueue. The scope of a key is
 //! the stream's or queue's id.
 //!
-//! Memory: each remembered key costs its length plus about 80 bytes, for as long as the window
+//! Memory: each remembered key costs its length plus about 90 bytes, for as long as the window
 //! keeps it (the hub's `dedup_window_ms` for streams, each queue's own window for queues): keys
 //! arriving at a steady rate R with a window of W seconds hold about R × W keys. Every
 //! transaction also expires up to [`EXPIRE_PER_COMMIT`] due rows of each table, so expiry keeps
 //! pace with any rate (one row per commit comes in).
 //!
-//! The maps hash with foldhash, seeded at random per map, which costs a fraction of SipHash on
-//! these short keys while an outsider still cannot choose keys that collide.
+//! Keys are hashed once, with foldhash seeded at random per [`Dedup`] (a fraction of SipHash's
+//! cost on these short keys, while an outsider still cannot choose keys that collide), and each
+//! entry keeps its hash beside the key. A map that grows then moves its entries by their stored
+//! hashes without reading a single key again: with the keys behind pointers, rehashing cost a
+//! cache miss per entry, and it was a tenth of the storage writer's time while appends filled the
+//! window.
 //!
-//! Each scope's keys are split over [`SHARDS`] maps by the key's last bytes: a map that grows
-//! rehashes everything it holds on the writer thread, and a smaller map makes that pause
-//! smaller (one map of a million keys would stall every operation for tens of milliseconds).
+//! Each scope's keys are split over [`SHARDS`] maps by bits of that hash: a map that grows moves
+//! everything it holds on the writer thread, and a smaller map makes that pause smaller (one map
+//! of a million keys would stall every operation for milliseconds).
 //!
 //! [`STREAM_DEDUP`]: super::tables::STREAM_DEDUP
 //! [`QUEUE_DEDUP`]: super::tables::QUEUE_DEDUP
 
-use std::collections::hash_map::Entry;
+use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use foldhash::HashMap;
 use foldhash::HashMapExt;
-use std::sync::Arc;
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 
 use redb::{ReadTransaction, ReadableTable, Table, TableDefinition};
 
@@ -52,15 +58,10 @@ pub type KeysTable = TableDefinition<'static, (u64, u64), &'static [u8]>;
 /// An open table of stored keys.
 pub type OpenKeys<'txn> = Table<'txn, (u64, u64), &'static [u8]>;
 
-/// The shard of a key: a multiplicative hash of its last eight bytes (the random end of the
-/// keys clients generate). Keys chosen to collide only make one shard big again.
-fn shard(key: &str) -> usize {
-    let bytes = key.as_bytes();
-    let mut h = bytes.len() as u64;
-    for &b in &bytes[bytes.len().saturating_sub(8)..] {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    (h >> 56) as usize % SHARDS
+/// The shard of a key's hash: bits that neither the bucket index of a small map (the low bits)
+/// nor the tag byte hashbrown keeps per entry (the top seven) use.
+fn shard(hash: u64) -> usize {
+    (hash >> 32) as usize % SHARDS
 }
 
 /// What a repeated key is answered with, and how a commit's keys are stored.
@@ -109,23 +110,37 @@ impl Answer for u64 {
     }
 }
 
+/// A remembered key, with its hash.
+#[derive(Debug)]
+struct Slot<A> {
+    hash: u64,
+    key: Arc<str>,
+    remembered: Remembered<A>,
+}
+
+impl<A> Slot<A> {
+    fn is(&self, hash: u64, key: &str) -> bool {
+        self.hash == hash && *self.key == *key
+    }
+}
+
 /// One scope's keys.
 #[derive(Debug)]
-struct Shards<A>(Vec<HashMap<Arc<str>, Remembered<A>>>);
+struct Shards<A>(Vec<HashTable<Slot<A>>>);
 
 impl<A> Default for Shards<A> {
     fn default() -> Self {
-        Shards((0..SHARDS).map(|_| HashMap::new()).collect())
+        Shards((0..SHARDS).map(|_| HashTable::new()).collect())
     }
 }
 
 impl<A> Shards<A> {
-    fn of(&self, key: &str) -> Option<&HashMap<Arc<str>, Remembered<A>>> {
-        self.0.get(shard(key))
+    fn of(&self, hash: u64) -> Option<&HashTable<Slot<A>>> {
+        self.0.get(shard(hash))
     }
 
-    fn of_mut(&mut self, key: &str) -> Option<&mut HashMap<Arc<str>, Remembered<A>>> {
-        self.0.get_mut(shard(key))
+    fn of_mut(&mut self, hash: u64) -> Option<&mut HashTable<Slot<A>>> {
+        self.0.get_mut(shard(hash))
     }
 }
 
@@ -147,11 +162,17 @@ pub struct Dedup<A> {
     /// answer, expires).
     pending: Vec<(u64, Arc<str>, A, u64)>,
     next_seq: u64,
+    hasher: foldhash::fast::RandomState,
 }
 
 impl<A> Default for Dedup<A> {
     fn default() -> Self {
-        Dedup { by_scope: HashMap::new(), pending: Vec::new(), next_seq: 0 }
+        Dedup {
+            by_scope: HashMap::new(),
+            pending: Vec::new(),
+            next_seq: 0,
+            hasher: foldhash::fast::RandomState::default(),
+        }
     }
 }
 
@@ -179,10 +200,7 @@ impl<A: Answer> Dedup<A> {
             dedup.next_seq = dedup.next_seq.max(seq + 1);
             for (scope, key, answer) in A::decode(value.value())? {
                 if exists(scope) {
-                    let shards = dedup.by_scope.entry(scope).or_default();
-                    if let Some(map) = shards.of_mut(&key) {
-                        map.insert(key.into(), Remembered { answer, expires });
-                    }
+                    dedup.put(scope, &key, Remembered { answer, expires });
                 }
             }
         }
@@ -192,8 +210,22 @@ impl<A: Answer> Dedup<A> {
     /// The original answer of `key` in `scope` if it is remembered and its window has not
     /// passed at `now`.
     pub fn find(&self, scope: u64, key: &str, now: u64) -> Option<A> {
-        let found = self.by_scope.get(&scope)?.of(key)?.get(key)?;
-        (found.expires > now).then_some(found.answer)
+        let hash = self.hasher.hash_one(key);
+        let found = self.by_scope.get(&scope)?.of(hash)?.find(hash, |s| s.is(hash, key))?;
+        (found.remembered.expires > now).then_some(found.remembered.answer)
+    }
+
+    /// Remembers `key` in `scope`, replacing what it held.
+    fn put(&mut self, scope: u64, key: &str, remembered: Remembered<A>) {
+        let hash = self.hasher.hash_one(key);
+        if let Some(map) = self.by_scope.entry(scope).or_default().of_mut(hash) {
+            match map.entry(hash, |s| s.is(hash, key), |s| s.hash) {
+                Entry::Occupied(mut found) => found.get_mut().remembered = remembered,
+                Entry::Vacant(new) => {
+                    new.insert(Slot { hash, key: key.into(), remembered });
+                }
+            }
+        }
     }
 
     /// The original answer of `key` in `scope` if its window has not passed at `now`;
@@ -208,17 +240,22 @@ impl<A: Answer> Dedup<A> {
         expires: u64,
     ) -> Option<A> {
         let remembered = Remembered { answer, expires };
-        let map = self.by_scope.entry(scope).or_default().of_mut(key)?;
-        let key: Arc<str> = key.into();
-        match map.entry(key.clone()) {
-            Entry::Occupied(found) if found.get().expires > now => return Some(found.get().answer),
+        let hash = self.hasher.hash_one(key);
+        let map = self.by_scope.entry(scope).or_default().of_mut(hash)?;
+        let key = match map.entry(hash, |s| s.is(hash, key), |s| s.hash) {
+            Entry::Occupied(found) if found.get().remembered.expires > now => {
+                return Some(found.get().remembered.answer);
+            }
             Entry::Occupied(mut expired) => {
-                expired.insert(remembered);
+                expired.get_mut().remembered = remembered;
+                expired.get().key.clone()
             }
             Entry::Vacant(new) => {
-                new.insert(remembered);
+                let key: Arc<str> = key.into();
+                new.insert(Slot { hash, key: key.clone(), remembered });
+                key
             }
-        }
+        };
         self.pending.push((scope, key, answer, expires));
         None
     }
@@ -274,10 +311,12 @@ impl<A: Answer> Dedup<A> {
         for (expires, seq, keys) in rows {
             table.remove((expires, seq))?;
             for (scope, key, _) in keys {
-                if let Some(map) = self.by_scope.get_mut(&scope).and_then(|s| s.of_mut(&key))
-                    && map.get(key.as_str()).is_some_and(|r| r.expires == expires)
+                let hash = self.hasher.hash_one(key.as_str());
+                if let Some(map) = self.by_scope.get_mut(&scope).and_then(|s| s.of_mut(hash))
+                    && let Ok(found) = map.find_entry(hash, |s| s.is(hash, &key))
+                    && found.get().remembered.expires == expires
                 {
-                    map.remove(key.as_str());
+                    found.remove();
                 }
             }
         }
@@ -299,7 +338,7 @@ mod tests {
 
     impl<A> Dedup<A> {
         fn len(&self) -> usize {
-            self.by_scope.values().flat_map(|s| s.0.iter()).map(HashMap::len).sum()
+            self.by_scope.values().flat_map(|s| s.0.iter()).map(HashTable::len).sum()
         }
     }
 
@@ -357,9 +396,11 @@ mod tests {
 
     #[test]
     fn shards_should_spread_client_keys() {
+        let dedup: Dedup<u64> = Dedup::default();
         let mut used = std::collections::HashSet::new();
         for i in 0..10_000u64 {
-            used.insert(shard(&format!("0193a1b2c3d4{:016x}{:016x}", i * 7919, i * 104_729)));
+            let key = format!("0193a1b2c3d4{:016x}{:016x}", i * 7919, i * 104_729);
+            used.insert(shard(dedup.hasher.hash_one(key.as_str())));
         }
         assert!(used.len() > SHARDS * 3 / 4, "{} shards used", used.len());
     }
