@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// Memory redb may keep of the database's pages, in MiB [default: 128].
     #[arg(long, env = "SWITCHBOARD_STORAGE_CACHE_MB")]
     pub storage_cache_mb: Option<u32>,
+    /// How far ahead of the database's writes its file is filled with zeros, in MiB; 0 turns
+    /// that off [default: 64].
+    #[arg(long, env = "SWITCHBOARD_STORAGE_PREFILL_MB")]
+    pub storage_prefill_mb: Option<u32>,
     /// Threads of the async runtime [default: one per core].
     #[arg(long, env = "SWITCHBOARD_WORKER_THREADS")]
     pub worker_threads: Option<u32>,
@@ -102,6 +106,7 @@ impl ServeArgs {
         }
         set!(listen, data_dir, max_frame_bytes, max_connections, outbox_bytes, slow_consumer);
         set!(ping_interval_ms, idle_timeout_ms, hello_timeout_ms, worker_threads, storage_cache_mb);
+        set!(storage_prefill_mb);
         if self.web_dir.is_some() {
             config.web_dir = self.web_dir.clone();
         }

@@ -81,6 +81,12 @@ pub struct Config {
     /// Memory redb may keep of the database's pages, in MiB (at least 1). Pages beyond it are
     /// read from the file (and the operating system's page cache) again.
     pub storage_cache_mb: u32,
+    /// How far past the database's highest written page its file's new space is kept filled
+    /// with zeros, in MiB; 0 turns that off. Writing into filled space spares each commit's
+    /// fsync the filesystem's block allocation; the cost is at most this much disk beyond the
+    /// pages in use. Worth turning off only on copy-on-write filesystems (btrfs, ZFS), where an
+    /// overwrite allocates anyway.
+    pub storage_prefill_mb: u32,
     /// Threads of the async runtime that runs sessions, dispatchers and readers; 0 picks one
     /// per core.
     pub worker_threads: u32,
@@ -128,6 +134,7 @@ impl Default for Config {
             retention_interval_ms: 1_000,
             commit_max_batch: 4096,
             storage_cache_mb: 128,
+            storage_prefill_mb: 64,
             worker_threads: 0,
             queue_lease_ms: 30_000,
             queue_max_lease_ms: 12 * 3600 * 1000,
@@ -320,6 +327,9 @@ mod tests {
         std::fs::write(&path, "storage_cache_mb = 512\n").unwrap();
         assert_eq!(Config::from_file(&path).unwrap().storage_cache_mb, 512);
         assert_eq!(Config::default().storage_cache_mb, 128);
+        assert_eq!(Config::default().storage_prefill_mb, 64);
+        std::fs::write(&path, "storage_prefill_mb = 0\n").unwrap();
+        assert_eq!(Config::from_file(&path).unwrap().storage_prefill_mb, 0, "0 turns it off");
         assert!(Config { storage_cache_mb: 0, ..Config::default() }.validate().is_err());
     }
 

@@ -132,8 +132,11 @@ pub async fn run_with_clock(
     clock: clock::SharedClock,
 ) -> Result<(), ServerError> {
     config.validate()?;
-    let cache = (config.storage_cache_mb as usize) << 20;
-    let storage = Storage::open_with_cache(&config.data_dir, cache).await?;
+    let options = storage::StorageOptions {
+        cache_bytes: (config.storage_cache_mb as usize) << 20,
+        prefill_bytes: u64::from(config.storage_prefill_mb) << 20,
+    };
+    let storage = Storage::open_with(&config.data_dir, options).await?;
     tracing::info!(path = %storage.path().display(), "database open");
     let engines = engines::start(&storage, &config, clock.clone())?;
     let background = tokio::spawn(streams::retention::run(engines.streams.clone()));

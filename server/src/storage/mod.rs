@@ -4,7 +4,8 @@
 //! it opens, so two hubs can never share a data directory. redb is synchronous: every call here
 //! runs on a blocking thread, never on the async runtime's worker threads.
 
-pub mod dedup;
+pub mod backend;
+mod dedup;
 mod migrate;
 pub mod queues;
 pub mod streams;
@@ -106,6 +107,26 @@ op_from_redb!(
 /// redb's page cache when nothing else is configured (the hub's `storage_cache_mb`): 128 MiB.
 pub const DEFAULT_CACHE_BYTES: usize = 128 << 20;
 
+/// How far ahead of redb's writes the file is filled when nothing else is configured (the hub's
+/// `storage_prefill_mb`): 64 MiB.
+pub const DEFAULT_PREFILL_BYTES: u64 = 64 << 20;
+
+/// How the database is opened.
+#[derive(Debug, Clone, Copy)]
+pub struct StorageOptions {
+    /// The bound of redb's page cache.
+    pub cache_bytes: usize,
+    /// How far past redb's highest write the file's new space is kept filled with zeros (see
+    /// [`backend`]); 0 leaves redb's growth as holes.
+    pub prefill_bytes: u64,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        StorageOptions { cache_bytes: DEFAULT_CACHE_BYTES, prefill_bytes: DEFAULT_PREFILL_BYTES }
+    }
+}
+
 /// The hub's database. Cloning shares it.
 #[derive(Clone)]
 pub struct Storage {
@@ -120,28 +141,43 @@ impl Storage {
     /// The directory cannot be created, another hub holds the database, the file is from a newer
     /// format, or redb fails.
     pub async fn open(data_dir: &Path) -> Result<Storage, StorageError> {
-        Storage::open_with_cache(data_dir, DEFAULT_CACHE_BYTES).await
+        Storage::open_with(data_dir, StorageOptions::default()).await
     }
 
-    /// As [`Storage::open`], with redb's page cache bounded at `cache_bytes`.
+    /// As [`Storage::open`], with `options`.
     ///
     /// # Errors
     /// As [`Storage::open`].
-    pub async fn open_with_cache(
+    pub async fn open_with(
         data_dir: &Path,
-        cache_bytes: usize,
+        options: StorageOptions,
     ) -> Result<Storage, StorageError> {
         let data_dir = data_dir.to_owned();
-        tokio::task::spawn_blocking(move || Storage::open_blocking(&data_dir, cache_bytes))
+        tokio::task::spawn_blocking(move || Storage::open_blocking(&data_dir, options))
             .await
             .map_err(|e| StorageError::Join(e.to_string()))?
     }
 
-    fn open_blocking(data_dir: &Path, cache_bytes: usize) -> Result<Storage, StorageError> {
+    fn open_blocking(data_dir: &Path, options: StorageOptions) -> Result<Storage, StorageError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| StorageError::CreateDir { path: data_dir.to_owned(), source })?;
         let path = data_dir.join(DB_FILE);
-        let db = match redb::Builder::new().set_cache_size(cache_bytes).create(&path) {
+        let mut builder = redb::Builder::new();
+        builder.set_cache_size(options.cache_bytes);
+        let opened = if options.prefill_bytes == 0 {
+            builder.create(&path)
+        } else {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .and_then(|file| backend::PrefilledFile::new(file, options.prefill_bytes))
+                .map_err(DatabaseError::from)
+                .and_then(|file| builder.create_with_backend(file))
+        };
+        let db = match opened {
             Ok(db) => db,
             Err(DatabaseError::DatabaseAlreadyOpen) => {
                 return Err(StorageError::Locked(data_dir.to_owned()));
