@@ -15,7 +15,7 @@ mod admin;
 mod reader;
 mod write;
 
-pub use self::write::encode_client;
+pub use self::write::{encode_client, encode_record_into};
 
 use self::reader::{Fault, Read, Reader, fault};
 use super::{DecodeError, SERVER_OPS, quoted_op};

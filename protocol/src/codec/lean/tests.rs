@@ -524,3 +524,27 @@ fn lean_encoding_should_equal_the_serde_encoding_byte_for_byte() {
         assert_eq!(&back, frame);
     }
 }
+
+#[test]
+fn records_should_encode_as_serde_stores_them_byte_for_byte() {
+    let mut records: Vec<_> = (0..7).map(record).collect();
+    for (i, &n) in NUMBERS.iter().enumerate() {
+        let size = [0, 1, 255, 256, 65_535, 65_536, 100_000][i % 7];
+        records.push(crate::streams::Record {
+            offset: n,
+            timestamp: NUMBERS[NUMBERS.len() - 1 - i],
+            key: (i % 2 == 0).then(|| text(SIZES[i % SIZES.len()])),
+            headers: many_headers(if i % 3 == 0 { 0 } else { 17 }),
+            data: Payload::from(vec![i as u8; size]),
+        });
+    }
+    let mut out = vec![7u8];
+    for r in &records {
+        let at = out.len();
+        super::encode_record_into(&mut out, r);
+        assert_eq!(out[at..], rmp_serde::encode::to_vec_named(r).unwrap()[..], "{r:?}");
+        let back: crate::streams::Record = rmp_serde::from_slice(&out[at..]).unwrap();
+        assert_eq!(&back, r);
+    }
+    assert_eq!(out[0], 7, "appended after what the buffer held");
+}

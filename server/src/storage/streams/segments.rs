@@ -14,6 +14,7 @@ use std::ops::Range;
 use bytes::Bytes;
 use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
+use switchboard_protocol::codec::lean::encode_record_into;
 use switchboard_protocol::streams::Record;
 
 use super::super::OpError;
@@ -105,8 +106,7 @@ impl PendingSegments {
         });
         let at = pending.buf.len();
         pending.buf.extend_from_slice(&[0; LEN]);
-        // A record of integers, strings and bytes always encodes into a Vec.
-        let _ = rmp_serde::encode::write_named(&mut pending.buf, record);
+        encode_record_into(&mut pending.buf, record);
         let len = pending.buf.len() - at - LEN;
         pending.buf[at..at + LEN].copy_from_slice(&(len as u32).to_le_bytes());
         len as u64
