@@ -5,7 +5,7 @@
 //! runs on a blocking thread, never on the async runtime's worker threads.
 
 pub mod backend;
-mod dedup;
+pub mod dedup;
 mod migrate;
 pub mod queues;
 pub mod streams;
