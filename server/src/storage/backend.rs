@@ -191,17 +191,20 @@ impl PrefilledFile {
 }
 
 /// The filler: zeros the space from the frontier up to the target, a chunk at a time, syncing
-/// every [`SYNC_EVERY`] bytes and whenever it catches up.
+/// every [`SYNC_EVERY`] bytes and whenever it catches up. It stops at the first I/O error.
 fn fill(shared: &Shared) {
+    if let Err(e) = fill_until_stopped(shared) {
+        tracing::warn!(error = %e, "stopped filling the database file ahead of its writes");
+    }
+}
+
+fn fill_until_stopped(shared: &Shared) -> std::io::Result<()> {
     let mut unsynced = 0u64;
     loop {
         let mut state = shared.lock();
         if unsynced > 0 && state.target() <= state.zeroed {
             drop(state);
-            if let Err(e) = shared.file.sync_data() {
-                tracing::warn!(error = %e, "stopped filling the database file ahead of its writes");
-                return;
-            }
+            shared.file.sync_data()?;
             unsynced = 0;
             continue;
         }
@@ -209,26 +212,20 @@ fn fill(shared: &Shared) {
             state = shared.wake.wait(state).unwrap_or_else(PoisonError::into_inner);
         }
         if state.stop {
-            return;
+            return Ok(());
         }
         let start = state.zeroed;
         let end = state.target().min(start + CHUNK as u64);
         for (from, to) in state.gaps(start, end) {
             let zeros = ZEROS.get(..(to - from) as usize).unwrap_or(&ZEROS);
-            if let Err(e) = shared.file.write_all_at(zeros, from) {
-                tracing::warn!(error = %e, "stopped filling the database file ahead of its writes");
-                return;
-            }
+            shared.file.write_all_at(zeros, from)?;
         }
         state.advance(end);
         shared.zeroed.store(end, Ordering::Release);
         drop(state);
         unsynced += end - start;
         if unsynced >= SYNC_EVERY {
-            if let Err(e) = shared.file.sync_data() {
-                tracing::warn!(error = %e, "stopped filling the database file ahead of its writes");
-                return;
-            }
+            shared.file.sync_data()?;
             unsynced = 0;
         }
     }
