@@ -53,9 +53,10 @@ pub async fn run(common: &Common, o: Options) -> anyhow::Result<Outcome> {
         let mut h = latencies.recorder();
         tasks.push(tokio::spawn(async move {
             let mut n = 0u64;
+            let producer = format!("p{p}");
             while Instant::now() < until {
                 let t0 = Instant::now();
-                let key = Some(format!("p{p}"));
+                let key = Some(producer.clone());
                 client
                     .append(stream, data.to_vec(), AppendOptions { key, ..Default::default() })
                     .await

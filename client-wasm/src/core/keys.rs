@@ -56,10 +56,22 @@ impl IdempotencyKeys {
     /// random bits as 32 hex digits.
     pub(crate) fn next_key(&mut self, wall_ms: Option<u64>) -> String {
         let (high, low) = (self.next_u64(), self.next_u64());
-        match wall_ms {
-            Some(ms) => format!("{:012x}{high:016x}{low:016x}", ms & 0xffff_ffff_ffff),
-            None => format!("{high:016x}{low:016x}"),
+        let mut key = String::with_capacity(44);
+        if let Some(ms) = wall_ms {
+            push_hex(&mut key, ms, 12);
         }
+        push_hex(&mut key, high, 16);
+        push_hex(&mut key, low, 16);
+        key
+    }
+}
+
+/// Appends the low `digits` hex digits of `value`, lower case, most significant first (what
+/// `format!("{value:0digits$x}")` writes for a value that fits, without the formatter).
+fn push_hex(out: &mut String, value: u64, digits: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..digits).rev() {
+        out.push(char::from(HEX[((value >> (4 * i)) & 0xf) as usize]));
     }
 }
 
@@ -95,6 +107,18 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
+
+    #[test]
+    fn hex_digits_should_match_the_formatter() {
+        for value in [0, 1, 0xf, 0x10, 0xabc_def, 0x0123_4567_89ab_cdef, u64::MAX] {
+            let mut sixteen = String::new();
+            push_hex(&mut sixteen, value, 16);
+            assert_eq!(sixteen, format!("{value:016x}"));
+            let mut twelve = String::new();
+            push_hex(&mut twelve, value, 12);
+            assert_eq!(twelve, format!("{:012x}", value & 0xffff_ffff_ffff));
+        }
+    }
 
     #[test]
     fn keys_should_be_32_hex_digits_and_not_repeat() {

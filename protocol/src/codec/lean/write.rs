@@ -11,9 +11,22 @@ use crate::payload::Headers;
 use crate::queues::QueueOptions;
 use crate::streams::{Durability, ReadFrom, Record, Retention};
 
+/// Room for `frame` in one allocation when it carries a payload: the fixed fields of an append
+/// or an enqueue with a generated idempotency key take under 128 bytes, and growing by doubling
+/// from a small buffer copied a 128-byte payload two or three times.
+fn capacity(frame: &ClientFrame) -> usize {
+    let payload = match frame {
+        ClientFrame::Append(f) => f.data.as_bytes().len() + f.stream.len(),
+        ClientFrame::Enqueue(f) => f.data.as_bytes().len() + f.queue.len(),
+        ClientFrame::Publish(f) => f.data.as_bytes().len() + f.topic.len(),
+        _ => 0,
+    };
+    payload + 128
+}
+
 /// Encodes a client frame as MessagePack, byte for byte as [`super::super::encode`] does.
 pub fn encode_client(frame: &ClientFrame) -> Vec<u8> {
-    let mut w = Writer { out: Vec::with_capacity(64), fields: 0 };
+    let mut w = Writer { out: Vec::with_capacity(capacity(frame)), fields: 0 };
     w.out.push(0x81);
     w.str(frame.op());
     match frame {
