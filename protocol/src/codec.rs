@@ -99,6 +99,11 @@ pub fn encode_records_msgpack<R: AsRef<[u8]>>(
 /// A [`DecodeError`] classifying the problem; see [`ErrorCode::MalformedFrame`],
 /// [`ErrorCode::UnknownOp`] and [`ErrorCode::InvalidFrame`].
 pub fn decode_client(bytes: &[u8], format: Format) -> Result<ClientFrame, DecodeError> {
+    if format == Format::MsgPack
+        && let Some(frame) = lean::decode_client_hot(bytes)
+    {
+        return Ok(frame);
+    }
     decode_frame(bytes, format, ClientFrame::OPS)
 }
 

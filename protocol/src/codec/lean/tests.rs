@@ -548,3 +548,115 @@ fn records_should_encode_as_serde_stores_them_byte_for_byte() {
     }
     assert_eq!(out[0], 7, "appended after what the buffer held");
 }
+
+/// Client frames through the serde path alone, as the hub decoded them before the lean one.
+fn serde_client(bytes: &[u8]) -> Result<ClientFrame, (ErrorCode, Option<u64>)> {
+    crate::codec::decode_frame::<ClientFrame>(bytes, Format::MsgPack, ClientFrame::OPS)
+        .map_err(|e| (e.code, e.request_id))
+}
+
+/// Whatever the lean path takes decodes through serde to the same frame, and the hub's
+/// `decode_client` answers every input as the serde path alone does.
+fn assert_client_same(bytes: &[u8]) {
+    let serde = serde_client(bytes);
+    if let Some(frame) = super::decode_client_hot(bytes) {
+        assert_eq!(serde.as_ref(), Ok(&frame), "input {bytes:02x?}");
+    }
+    let hub =
+        crate::codec::decode_client(bytes, Format::MsgPack).map_err(|e| (e.code, e.request_id));
+    assert_eq!(hub, serde, "input {bytes:02x?}");
+}
+
+fn hot_client_frames() -> Vec<ClientFrame> {
+    every_client_frame()
+        .into_iter()
+        .filter(|f| {
+            matches!(f, ClientFrame::Append(_) | ClientFrame::Enqueue(_) | ClientFrame::Publish(_))
+        })
+        .collect()
+}
+
+#[test]
+fn appends_enqueues_and_publishes_should_decode_without_serde_to_the_same_frames() {
+    let frames = hot_client_frames();
+    assert!(frames.len() >= 30);
+    for frame in &frames {
+        let bytes = encode(frame, Format::MsgPack).unwrap();
+        assert_eq!(super::decode_client_hot(&bytes).as_ref(), Some(frame));
+        assert_client_same(&bytes);
+    }
+    // Other operations are left to serde.
+    let ping = encode(&ClientFrame::Ping(Ping { id: 1 }), Format::MsgPack).unwrap();
+    assert_eq!(super::decode_client_hot(&ping), None);
+}
+
+#[test]
+fn hot_client_frames_should_read_loose_fields_as_serde_reads_them() {
+    let stream = [0xa1, b's'];
+    let cases = [
+        // Unknown fields, nil optionals, wide integers, a payload as a string and as an array.
+        frame_of(
+            "append",
+            &[
+                ("id", &[0xcf, 0, 0, 0, 0, 0, 0, 0, 1]),
+                ("later", &[0x92, 1, 0xc0]),
+                ("stream", &stream),
+                ("data", &[0xa2, b'h', b'i']),
+                ("key", &[0xc0]),
+                ("idempotency_key", &[0xc0]),
+            ],
+        ),
+        frame_of("append", &[("id", &[2]), ("stream", &stream), ("data", &[0x92, 1, 0xcc, 200])]),
+        frame_of(
+            "enqueue",
+            &[("id", &[3]), ("queue", &stream), ("data", &[0xc4, 0]), ("priority", &[0xd0, 9])],
+        ),
+        frame_of(
+            "publish",
+            &[("id", &[4]), ("topic", &stream), ("data", &[0xc4, 0]), ("headers", &[0x80])],
+        ),
+        // Refused by both: a missing field, a duplicate one, a priority out of range, a
+        // payload array element out of range, a field of the wrong type.
+        frame_of("append", &[("id", &[5]), ("stream", &stream)]),
+        frame_of("append", &[("id", &[6]), ("id", &[6]), ("stream", &stream), ("data", &stream)]),
+        frame_of(
+            "enqueue",
+            &[("id", &[7]), ("queue", &stream), ("data", &stream), ("priority", &[0xcd, 1, 0])],
+        ),
+        frame_of("publish", &[("id", &[8]), ("topic", &stream), ("data", &[0x91, 0xcd, 1, 0])]),
+        frame_of("publish", &[("id", &[9]), ("topic", &[7]), ("data", &stream)]),
+    ];
+    for bytes in &cases {
+        assert_client_same(bytes);
+    }
+    // Structs written as arrays of their fields, and the operation given as its index.
+    let mut array = vec![0x81];
+    rmp::encode::write_str(&mut array, "append").unwrap();
+    array.extend_from_slice(&[0x93, 10, 0xa1, b's', 0xc4, 1, 7]);
+    assert!(super::decode_client_hot(&array).is_some());
+    assert_client_same(&array);
+    let index = ClientFrame::OPS.iter().position(|&op| op == "append").unwrap() as u8;
+    let by_index = [0x81, index, 0x93, 11, 0xa1, b's', 0xc4, 0];
+    assert_client_same(&by_index);
+}
+
+#[test]
+fn corrupted_hot_client_frames_should_decode_as_the_serde_path_does() {
+    let mut rng = Rng(0x0dd_c0ff_ee15_900d);
+    let frames: Vec<Vec<u8>> =
+        hot_client_frames().iter().map(|f| encode(f, Format::MsgPack).unwrap()).collect();
+    for bytes in &frames {
+        for cut in 0..bytes.len().min(200) {
+            assert_client_same(&bytes[..cut]);
+        }
+    }
+    for _ in 0..30_000 {
+        let mut bytes = frames[rng.below(frames.len())].clone();
+        for _ in 0..1 + rng.below(3) {
+            // Mostly in the head, where the structure is; payloads are long.
+            let at = rng.below(bytes.len().min(64));
+            bytes[at] = rng.next() as u8;
+        }
+        assert_client_same(&bytes);
+    }
+}
