@@ -9,12 +9,16 @@ mod common;
 use std::time::Duration;
 
 use common::{Harness, read};
+use std::sync::Arc;
 use switchboard_protocol::streams::{
     Durability, PartitionOffset, ReadFrom, Retention, partition_for_key,
 };
 use switchboard_protocol::{ErrorCode, Headers, Payload, Read, ReplyBody, ServerFrame};
 use switchboard_server::Config;
+
 use switchboard_server::storage::streams::NewRecord;
+use switchboard_server::storage::writer::{Completions, Ticket, WriteResult};
+use switchboard_server::streams;
 
 fn record(data: impl Into<Payload>) -> NewRecord {
     NewRecord { key: None, headers: Headers::new(), data: data.into() }
@@ -605,4 +609,64 @@ async fn a_key_used_again_after_its_window_should_answer_its_later_position_afte
     let retry = h.engine().append("reused", record("b"), Some("again".into())).await.unwrap();
     assert_eq!(retry, second, "expiring the first answer keeps the second");
     assert_eq!(h.read_all("reused", 0, ReadFrom::Earliest).await.unwrap().len(), 2);
+}
+
+/// Waits until `to` holds `n` outcomes and returns them.
+async fn outcomes(
+    to: &Completions,
+    n: usize,
+) -> Vec<(Ticket, Result<WriteResult, switchboard_server::storage::OpError>)> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        tokio::time::timeout(Duration::from_secs(10), to.ready()).await.expect("outcomes in time");
+        to.take(&mut got);
+    }
+    got
+}
+
+#[tokio::test]
+async fn appends_submitted_to_completions_should_each_get_their_own_outcome_and_ticket() {
+    let h = Harness::new().await;
+    let engine = h.engine().clone();
+    let to = Arc::new(Completions::default());
+    // Every other append carries a key, each key twice: the second answers the first's position.
+    for i in 0..500u64 {
+        let key = i.is_multiple_of(2).then(|| format!("k{}", i / 4));
+        let ticket = Ticket { id: 1000 + i, tag: (i % 3) as u8 };
+        engine.append_to("sunk", record(i.to_be_bytes().to_vec()), key, &to, ticket).unwrap();
+    }
+    let bad = Ticket { id: 1, tag: 0 };
+    let refused = engine.append_to("bad name!", record(vec![1]), None, &to, bad).unwrap_err();
+    assert_eq!(code(&refused), ErrorCode::InvalidName);
+
+    let got = outcomes(&to, 500).await;
+    assert_eq!(got.len(), 500, "one outcome per submitted append, none for the refused one");
+    let mut offsets = std::collections::BTreeMap::new();
+    for (ticket, outcome) in got {
+        let i = ticket.id - 1000;
+        assert_eq!(ticket.tag, (i % 3) as u8);
+        let position = streams::appended(Ok(outcome.unwrap())).unwrap();
+        assert!(offsets.insert(i, position.offset).is_none(), "append {i} answered twice");
+    }
+    for i in (0..500u64).step_by(4) {
+        assert_eq!(
+            offsets[&i],
+            offsets[&(i + 2)],
+            "the repeat of key k{} answers the original",
+            i / 4
+        );
+    }
+    let distinct: std::collections::BTreeSet<u64> = offsets.values().copied().collect();
+    assert_eq!(distinct.len(), 375, "250 unkeyed and 125 first keyed appends were written");
+    let records = h.read_all("sunk", 0, ReadFrom::Earliest).await.unwrap();
+    assert_eq!(records.len(), 375);
+
+    // Once the writer has stopped, an append submitted to it is answered `shutting_down`.
+    h.stop_writer().await;
+    let late = Ticket { id: 7, tag: 1 };
+    engine.append_to("sunk", record(vec![2]), None, &to, late).unwrap();
+    let got = outcomes(&to, 1).await;
+    assert_eq!(got[0].0, late);
+    let e = streams::appended(got.into_iter().next().unwrap().1).unwrap_err();
+    assert_eq!(code(&e), ErrorCode::ShuttingDown);
 }

@@ -28,6 +28,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::Hub;
 use crate::stats::Stats;
+use crate::storage::OpError;
+use crate::storage::writer::{Completions, Ticket, WriteResult};
 use crate::streams::ReaderHandle;
 use outbox::{Out, Outbox};
 use requests::{Finished, InFlight};
@@ -80,6 +82,9 @@ where
         consumers: HashMap::new(),
         next_reader: 0,
         in_flight: FuturesUnordered::new(),
+        completions: Arc::new(Completions::default()),
+        submitted: 0,
+        taken: Vec::new(),
     };
     let end = session.run(&mut stream, &mut writer).await;
     hub.topics.remove_session(id, session.subscriptions.iter().map(String::as_str));
@@ -94,12 +99,7 @@ where
     if let End::Close(_) = end {
         // Answer what is already in flight (appends waiting for their commit) before closing.
         let grace = Duration::from_millis(u64::from(hub.config.shutdown_timeout_ms));
-        let _ = tokio::time::timeout(grace, async {
-            while let Some((format, outcome)) = session.in_flight.next().await {
-                session.answer(format, outcome);
-            }
-        })
-        .await;
+        let _ = tokio::time::timeout(grace, session.answer_in_flight()).await;
     }
 
     match end {
@@ -149,6 +149,12 @@ struct Session {
     consumers: HashMap<u64, String>,
     next_reader: u64,
     in_flight: FuturesUnordered<InFlight>,
+    /// Where the storage writer puts the outcomes of this session's appends.
+    completions: Arc<Completions>,
+    /// Appends submitted whose outcome this session has not taken yet.
+    submitted: usize,
+    /// Outcomes taken from `completions`, kept to reuse its buffer.
+    taken: Vec<(Ticket, Result<WriteResult, OpError>)>,
 }
 
 impl Session {
@@ -180,6 +186,11 @@ impl Session {
                     self.outbox.ping();
                 }
                 _ = self.outbox.space(), if paused => {}
+                () = self.completions.ready(), if self.submitted > 0 => {
+                    if let Some(end) = self.answer_completions() {
+                        return end;
+                    }
+                }
                 Some(finished) = self.in_flight.next(), if !self.in_flight.is_empty() => {
                     if let Some(end) = self.finish_burst(finished) {
                         return end;
@@ -191,6 +202,46 @@ impl Session {
                         return end;
                     }
                 }
+            }
+        }
+    }
+
+    /// Requests submitted and not answered yet, of both kinds.
+    fn in_flight_count(&self) -> usize {
+        self.in_flight.len() + self.submitted
+    }
+
+    /// Answers every append whose outcome the writer has delivered.
+    fn answer_completions(&mut self) -> Option<End> {
+        let mut taken = std::mem::take(&mut self.taken);
+        self.completions.take(&mut taken);
+        self.submitted = self.submitted.saturating_sub(taken.len());
+        let mut end = None;
+        for (ticket, outcome) in taken.drain(..) {
+            let (format, reply) = requests::appended(ticket, outcome);
+            if let Flow::Close(code) = self.answer(format, reply) {
+                end.get_or_insert(End::Close(code));
+            }
+        }
+        self.taken = taken;
+        end
+    }
+
+    /// Answers what is in flight as it finishes, until nothing is.
+    async fn answer_in_flight(&mut self) {
+        loop {
+            if self.submitted > 0 {
+                tokio::select! {
+                    () = self.completions.ready() => {
+                        self.answer_completions();
+                    }
+                    Some((format, outcome)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                        self.answer(format, outcome);
+                    }
+                }
+            } else {
+                let Some((format, outcome)) = self.in_flight.next().await else { return };
+                self.answer(format, outcome);
             }
         }
     }

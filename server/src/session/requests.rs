@@ -1,8 +1,13 @@
 //! Decoding, validating and handling one client frame: decode → validate → handle → reply.
 //!
-//! In-memory operations (topics, credit) are answered at once. Operations that wait for the
-//! disk (appends, stream administration) become futures in the session's in-flight set, so a
-//! session can pipeline many appends into one group commit.
+//! In-memory operations (topics, credit) are answered at once. Appends go to the storage
+//! writer with a ticket, and the writer puts each outcome into the session's [`Completions`]
+//! after its commit: the session is woken once per commit and answers every append of it in one
+//! go. Other operations that wait for the disk (stream administration, queues) become futures
+//! in the session's in-flight set. Both count against `max_in_flight`, so a session can
+//! pipeline many appends into one group commit.
+//!
+//! [`Completions`]: crate::storage::writer::Completions
 
 use futures_util::future::BoxFuture;
 use switchboard_protocol::codec::{self, Format};
@@ -15,7 +20,9 @@ use switchboard_protocol::{
 use super::outbox::encode_message;
 use super::{Flow, Session};
 use crate::stats::Stats;
+use crate::storage::OpError;
 use crate::storage::streams::NewRecord;
+use crate::storage::writer::{Ticket, WriteResult};
 use crate::streams::reader::Ctl;
 use crate::streams::{PendingReader, StreamError};
 
@@ -65,9 +72,39 @@ impl Future for InFlight {
 pub(super) enum Handled {
     Now(Result<Reply, Failure>),
     Later(u64, BoxFuture<'static, Result<Reply, Failure>>),
+    /// Handed to the storage writer, which puts the outcome into the session's completions.
+    Submitted,
     Reader(Reply, PendingReader),
     /// A push consumer to start once its reply is queued: (queue, consumer id, prefetch).
     Consumer(Reply, String, u64, u32),
+}
+
+/// The answer's format, as a [`Ticket`] carries it.
+fn format_tag(format: Format) -> u8 {
+    match format {
+        Format::MsgPack => 0,
+        Format::Json => 1,
+    }
+}
+
+/// The answer to an append from its outcome, and the format to answer in.
+pub(super) fn appended(
+    ticket: Ticket,
+    outcome: Result<WriteResult, OpError>,
+) -> (Format, Result<Reply, Failure>) {
+    let format = if ticket.tag == 1 { Format::Json } else { Format::MsgPack };
+    let reply = match crate::streams::appended(outcome) {
+        Ok(x) => ok(
+            ticket.id,
+            ReplyBody::Appended {
+                partition: x.partition,
+                offset: x.offset,
+                timestamp: x.timestamp,
+            },
+        ),
+        Err(e) => Err(Failure::stream(ticket.id, e)),
+    };
+    (format, reply)
 }
 
 pub(super) fn ok(id: u64, body: ReplyBody) -> Result<Reply, Failure> {
@@ -84,16 +121,10 @@ impl Session {
         Stats::add(&self.hub.stats.frames_in, 1);
         match self.dispatch(bytes, format).await {
             Handled::Now(outcome) => self.answer(format, outcome),
+            Handled::Submitted => Flow::Continue,
             Handled::Later(id, future) => {
-                if self.in_flight.len() >= self.hub.config.max_in_flight as usize {
-                    let failure = Failure::refused(
-                        id,
-                        ErrorCode::TooManyInFlight,
-                        format!(
-                            "max_in_flight ({}) requests are in flight",
-                            self.hub.config.max_in_flight
-                        ),
-                    );
+                if self.in_flight_count() >= self.hub.config.max_in_flight as usize {
+                    let failure = self.too_many_in_flight(id);
                     self.answer(format, Err(failure))
                 } else {
                     self.in_flight.push(InFlight { format, future });
@@ -124,6 +155,15 @@ impl Session {
                 flow
             }
         }
+    }
+
+    fn too_many_in_flight(&self, id: u64) -> Failure {
+        let max = self.hub.config.max_in_flight;
+        Failure::refused(
+            id,
+            ErrorCode::TooManyInFlight,
+            format!("max_in_flight ({max}) requests are in flight"),
+        )
     }
 
     /// Queues the answer to a request.
@@ -186,23 +226,19 @@ impl Session {
                 }),
             ),
             ClientFrame::Append(a) => {
+                if self.in_flight_count() >= self.hub.config.max_in_flight as usize {
+                    return Handled::Now(Err(self.too_many_in_flight(a.id)));
+                }
                 let record = NewRecord { key: a.key, headers: a.headers, data: a.data };
-                Handled::Later(
-                    a.id,
-                    Box::pin(async move {
-                        match streams.append(&a.stream, record, a.idempotency_key).await {
-                            Ok(x) => ok(
-                                a.id,
-                                ReplyBody::Appended {
-                                    partition: x.partition,
-                                    offset: x.offset,
-                                    timestamp: x.timestamp,
-                                },
-                            ),
-                            Err(e) => Err(Failure::stream(a.id, e)),
-                        }
-                    }),
-                )
+                let ticket = Ticket { id: a.id, tag: format_tag(format) };
+                let to = &self.completions;
+                match streams.append_to(&a.stream, record, a.idempotency_key, to, ticket) {
+                    Ok(()) => {
+                        self.submitted += 1;
+                        Handled::Submitted
+                    }
+                    Err(e) => Handled::Now(Err(Failure::stream(a.id, e))),
+                }
             }
             ClientFrame::Read(r) => {
                 self.next_reader += 1;

@@ -160,7 +160,89 @@ pub struct WriterConfig {
 
 struct Job {
     op: WriteOp,
-    done: oneshot::Sender<Result<WriteResult, OpError>>,
+    done: Done,
+}
+
+/// Where the outcome of a job goes. A job dropped unanswered (the writer stopped before it)
+/// answers [`OpError::Closed`]: a future sees its sender dropped, and [`Completions`] get it
+/// pushed.
+struct Done(Option<Target>);
+
+enum Target {
+    /// To the one future waiting for it ([`Writer::submit`]).
+    Once(oneshot::Sender<Result<WriteResult, OpError>>),
+    /// Into a submitter's [`Completions`], with the submitter's ticket ([`Writer::submit_to`]).
+    Into(Arc<Completions>, Ticket),
+}
+
+impl Done {
+    fn send(mut self, result: Result<WriteResult, OpError>) {
+        match self.0.take() {
+            Some(Target::Once(tx)) => {
+                let _ = tx.send(result);
+            }
+            Some(Target::Into(to, ticket)) => to.push(ticket, result),
+            None => {}
+        }
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if let Some(Target::Into(to, ticket)) = self.0.take() {
+            to.push(ticket, Err(OpError::Closed));
+        }
+    }
+}
+
+/// What a submitter needs to answer an outcome delivered to its [`Completions`]: the request's
+/// id and one byte of its own (a session keeps the answer's format there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    pub id: u64,
+    pub tag: u8,
+}
+
+/// Outcomes of one submitter's operations, collected by the writer as each commit finishes and
+/// taken by the submitter in one go. A session appending hundreds of records per commit is
+/// woken once per commit, not once per record, and needs no channel or future per record.
+///
+/// Unbounded by itself: it holds at most what its submitter has in flight, which the submitter
+/// bounds (a session by `max_in_flight`).
+#[derive(Debug, Default)]
+pub struct Completions {
+    ready: std::sync::Mutex<Vec<(Ticket, Result<WriteResult, OpError>)>>,
+    waker: futures_util::task::AtomicWaker,
+}
+
+impl Completions {
+    fn push(&self, ticket: Ticket, result: Result<WriteResult, OpError>) {
+        self.ready.lock().unwrap_or_else(|p| p.into_inner()).push((ticket, result));
+        self.waker.wake();
+    }
+
+    /// Moves every outcome delivered so far into `into` (after what it holds).
+    pub fn take(&self, into: &mut Vec<(Ticket, Result<WriteResult, OpError>)>) {
+        let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
+        if into.is_empty() {
+            std::mem::swap(&mut *ready, into);
+        } else {
+            into.append(&mut ready);
+        }
+    }
+
+    /// Waits until at least one outcome is ready to take.
+    pub async fn ready(&self) {
+        std::future::poll_fn(|cx| {
+            self.waker.register(cx.waker());
+            if self.ready.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await;
+    }
 }
 
 /// What the writer has done since it started.
@@ -242,7 +324,7 @@ impl Writer {
     /// [`OpError::Closed`] if the writer has stopped.
     pub async fn submit(&self, op: WriteOp) -> Result<WriteResult, OpError> {
         let (done, wait) = oneshot::channel();
-        match self.tx.try_send(Job { op, done }) {
+        match self.tx.try_send(Job { op, done: Done(Some(Target::Once(done))) }) {
             Ok(()) => {}
             Err(mpsc::TrySendError::Full(job)) => {
                 // The writer is behind: wait for room on a blocking thread, not on the runtime.
@@ -255,6 +337,25 @@ impl Writer {
             Err(mpsc::TrySendError::Disconnected(_)) => return Err(OpError::Closed),
         }
         wait.await.map_err(|_| OpError::Closed)?
+    }
+
+    /// Submits a write whose outcome goes into `to` with `ticket` once it is committed (or
+    /// failed), without waiting. With the writer's channel full, a blocking thread waits for
+    /// room; with the writer stopped, the outcome is [`OpError::Closed`] at once.
+    pub fn submit_to(&self, op: WriteOp, to: &Arc<Completions>, ticket: Ticket) {
+        let job = Job { op, done: Done(Some(Target::Into(to.clone(), ticket))) };
+        match self.tx.try_send(job) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(job)) => {
+                let tx = self.tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Err(mpsc::SendError(job)) = tx.send(job) {
+                        job.done.send(Err(OpError::Closed));
+                    }
+                });
+            }
+            Err(mpsc::TrySendError::Disconnected(job)) => job.done.send(Err(OpError::Closed)),
+        }
     }
 }
 
@@ -410,7 +511,7 @@ impl WriterThread {
                     self.listener.queues(std::mem::take(&mut changes.events));
                 }
                 for (job, result) in batch.drain(..).zip(results) {
-                    let _ = job.done.send(result);
+                    job.done.send(result);
                 }
             }
             Err(e) => {
@@ -421,7 +522,7 @@ impl WriterThread {
                     Err(e) => tracing::error!(error = %e, "cannot reload the stored state"),
                 }
                 for job in batch.drain(..) {
-                    let _ = job.done.send(Err(OpError::Storage(e.to_string())));
+                    job.done.send(Err(OpError::Storage(e.to_string())));
                 }
             }
         }

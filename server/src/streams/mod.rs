@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use crate::clock::SharedClock;
 use crate::session::outbox::Outbox;
 use crate::storage::streams::{Appended, NewRecord, StreamOptions, group_offsets, offset_for_time};
-use crate::storage::writer::{StoredStream, WriteOp, WriteResult, Writer};
+use crate::storage::writer::{Completions, StoredStream, Ticket, WriteOp, WriteResult, Writer};
 use crate::storage::{OpError, Storage};
 use groups::{Action, GroupKey, Groups};
 use live::{LiveStream, Registry};
@@ -209,6 +209,36 @@ impl Engine {
         record: NewRecord,
         idempotency_key: Option<String>,
     ) -> Result<Appended, StreamError> {
+        let op = self.append_op(name, record, idempotency_key)?;
+        appended(self.writer.submit(op).await)
+    }
+
+    /// Submits an append as [`Streams::append`] does, its outcome going into `to` with `ticket`
+    /// (read it with [`appended`]) instead of to a future. A request refused before it reaches
+    /// the writer is answered here.
+    ///
+    /// # Errors
+    /// As [`Streams::append`], for a request refused at once.
+    pub fn append_to(
+        &self,
+        name: &str,
+        record: NewRecord,
+        idempotency_key: Option<String>,
+        to: &Arc<Completions>,
+        ticket: Ticket,
+    ) -> Result<(), StreamError> {
+        let op = self.append_op(name, record, idempotency_key)?;
+        self.writer.submit_to(op, to, ticket);
+        Ok(())
+    }
+
+    /// The writer's operation for an append, after checking the request.
+    fn append_op(
+        &self,
+        name: &str,
+        record: NewRecord,
+        idempotency_key: Option<String>,
+    ) -> Result<WriteOp, StreamError> {
         validate_name(name)?;
         let size = record.data.len()
             + record.key.as_ref().map_or(0, String::len)
@@ -228,16 +258,12 @@ impl Engine {
                 "idempotency_key must be 1 to 256 bytes",
             ));
         }
-        let op = WriteOp::Append {
+        Ok(WriteOp::Append {
             stream: name.to_owned(),
             record,
             idempotency_key,
             create: Some(self.config.defaults.clone()),
-        };
-        match self.writer.submit(op).await? {
-            WriteResult::Appended(a) => Ok(a),
-            other => Err(unexpected(other)),
-        }
+        })
     }
 
     /// Every stream.
@@ -532,6 +558,17 @@ fn check_position(partition: u32, offset: u64, low: u64, high: u64) -> Result<u6
         });
     }
     Ok(offset)
+}
+
+/// The outcome of an append from the writer's.
+///
+/// # Errors
+/// The append's error as the client gets it.
+pub fn appended(outcome: Result<WriteResult, OpError>) -> Result<Appended, StreamError> {
+    match outcome? {
+        WriteResult::Appended(a) => Ok(a),
+        other => Err(unexpected(other)),
+    }
 }
 
 fn unexpected(result: WriteResult) -> StreamError {

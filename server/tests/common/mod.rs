@@ -71,6 +71,12 @@ impl Harness {
         self.writer.as_ref().unwrap().counts().read()
     }
 
+    /// Stops the storage writer, leaving the engines and the database open.
+    #[allow(dead_code)]
+    pub async fn stop_writer(&self) {
+        self.writer.as_ref().unwrap().stop().await;
+    }
+
     /// Stops the engine and closes the database as a shutdown would, then opens both again.
     pub async fn restart(&mut self) {
         self.writer.take().unwrap().stop().await;
