@@ -83,9 +83,13 @@ pub trait Answer: Copy + std::fmt::Debug {
 /// timestamp)]`.
 impl Answer for Appended {
     fn encode(keys: &[(u64, &str, Self)]) -> Result<Vec<u8>, OpError> {
-        let rows: Vec<StoredKey<'_>> =
-            keys.iter().map(|(s, k, a)| (*s, *k, a.partition, a.offset, a.timestamp)).collect();
-        rmp_serde::to_vec(&rows).map_err(corrupt)
+        let room: usize = keys.iter().map(|(_, k, _)| k.len() + 40).sum();
+        let mut out = Vec::with_capacity(room + 5);
+        rows_header(&mut out, keys.len())?;
+        for (scope, key, a) in keys {
+            row(&mut out, *scope, key, &[u64::from(a.partition), a.offset, a.timestamp])?;
+        }
+        Ok(out)
     }
 
     fn decode(bytes: &[u8]) -> Result<Vec<(u64, String, Self)>, OpError> {
@@ -102,12 +106,38 @@ impl Answer for Appended {
 /// A task id, stored as MessagePack `[(queue id, key, task id)]`.
 impl Answer for u64 {
     fn encode(keys: &[(u64, &str, Self)]) -> Result<Vec<u8>, OpError> {
-        rmp_serde::to_vec(keys).map_err(corrupt)
+        let room: usize = keys.iter().map(|(_, k, _)| k.len() + 24).sum();
+        let mut out = Vec::with_capacity(room + 5);
+        rows_header(&mut out, keys.len())?;
+        for (scope, key, task) in keys {
+            row(&mut out, *scope, key, &[*task])?;
+        }
+        Ok(out)
     }
 
     fn decode(bytes: &[u8]) -> Result<Vec<(u64, String, Self)>, OpError> {
         rmp_serde::from_slice(bytes).map_err(corrupt)
     }
+}
+
+/// The array header of a commit's stored keys. Rows are written with `rmp` directly, in the
+/// bytes `rmp_serde` writes for the same tuples (arrays, integers in their smallest form), which
+/// still decodes them: serde's generic encoding was most of the cost of storing keys.
+fn rows_header(out: &mut Vec<u8>, rows: usize) -> Result<(), OpError> {
+    let rows = u32::try_from(rows).map_err(corrupt)?;
+    rmp::encode::write_array_len(out, rows).map_err(corrupt)?;
+    Ok(())
+}
+
+/// One stored key: `[scope, key, answer...]`.
+fn row(out: &mut Vec<u8>, scope: u64, key: &str, answer: &[u64]) -> Result<(), OpError> {
+    rmp::encode::write_array_len(out, 2 + answer.len() as u32).map_err(corrupt)?;
+    rmp::encode::write_uint(out, scope).map_err(corrupt)?;
+    rmp::encode::write_str(out, key).map_err(corrupt)?;
+    for &n in answer {
+        rmp::encode::write_uint(out, n).map_err(corrupt)?;
+    }
+    Ok(())
 }
 
 /// A remembered key, with its hash.
@@ -145,7 +175,6 @@ impl<A> Shards<A> {
 }
 
 /// One stored stream key: (stream id, idempotency key, partition, offset, timestamp).
-type StoredKey<'a> = (u64, &'a str, u32, u64, u64);
 pub(crate) type OwnedKey = (u64, String, u32, u64, u64);
 
 #[derive(Debug, Clone, Copy)]
@@ -339,6 +368,46 @@ mod tests {
     impl<A> Dedup<A> {
         fn len(&self) -> usize {
             self.by_scope.values().flat_map(|s| s.0.iter()).map(HashTable::len).sum()
+        }
+    }
+
+    #[test]
+    fn stored_keys_should_be_the_bytes_rmp_serde_writes_and_decode_back() {
+        let numbers = [0, 1, 127, 128, 255, 256, 65_535, 65_536, u64::from(u32::MAX), u64::MAX];
+        let lengths = [0, 1, 31, 32, 255, 256, 65_535, 65_536];
+        for count in [0, 1, 2, 15, 16, 300] {
+            let keys: Vec<String> = (0..count).map(|i| "k".repeat(lengths[i % 8])).collect();
+            let appended: Vec<(u64, &str, Appended)> = (0..count)
+                .map(|i| {
+                    let n = |j: usize| numbers[(i + j) % numbers.len()];
+                    let partition = n(1) as u32;
+                    (n(0), keys[i].as_str(), Appended { partition, offset: n(2), timestamp: n(3) })
+                })
+                .collect();
+            let tuples: Vec<(u64, &str, u32, u64, u64)> = appended
+                .iter()
+                .map(|(s, k, a)| (*s, *k, a.partition, a.offset, a.timestamp))
+                .collect();
+            let bytes = Appended::encode(&appended).unwrap();
+            assert_eq!(bytes, rmp_serde::to_vec(&tuples).unwrap(), "{count} stream keys");
+            let back = Appended::decode(&bytes).unwrap();
+            assert_eq!(back.len(), count);
+            for ((s, k, a), (s2, k2, a2)) in appended.iter().zip(&back) {
+                assert_eq!(
+                    (s, *k, a.partition, a.offset, a.timestamp),
+                    (s2, k2.as_str(), a2.partition, a2.offset, a2.timestamp)
+                );
+            }
+
+            let tasks: Vec<(u64, &str, u64)> = (0..count)
+                .map(|i| (numbers[i % 10], keys[i].as_str(), numbers[(i + 3) % 10]))
+                .collect();
+            let bytes = u64::encode(&tasks).unwrap();
+            assert_eq!(bytes, rmp_serde::to_vec(&tasks).unwrap(), "{count} queue keys");
+            let back = u64::decode(&bytes).unwrap();
+            let back: Vec<(u64, &str, u64)> =
+                back.iter().map(|(s, k, t)| (*s, k.as_str(), *t)).collect();
+            assert_eq!(back, tasks);
         }
     }
 
