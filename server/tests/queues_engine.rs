@@ -6,10 +6,15 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use common::Harness;
 use switchboard_protocol::queues::{QueueOptions, Task};
 use switchboard_protocol::{ErrorCode, Headers, LeaseRef, MAX_ACK_MANY, Payload};
+use switchboard_server::queues;
 use switchboard_server::storage::queues::{NewTask, Settlement};
+use switchboard_server::storage::writer::{Completions, Ticket};
 
 fn task(data: &str) -> NewTask {
     NewTask { data: Payload::from(data), ..NewTask::default() }
@@ -480,4 +485,45 @@ async fn task_and_lease_ids_should_keep_growing_across_restarts() {
         h.restart().await;
     }
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "every id is new and larger: {seen:?}");
+}
+
+#[tokio::test]
+async fn enqueues_submitted_to_completions_should_each_get_their_own_task_id_and_ticket() {
+    let h = Harness::new().await;
+    let q = h.queues().clone();
+    let to = Arc::new(Completions::default());
+    // Each key twice: the repeat answers the original task id and enqueues nothing.
+    for i in 0..200u64 {
+        let key = Some(format!("k{}", i / 2));
+        let ticket = Ticket { id: 500 + i, tag: (i % 4) as u8 };
+        q.enqueue_to("jobs", task(&i.to_string()), key, &to, ticket).unwrap();
+    }
+    let refused = q
+        .enqueue_to(
+            "jobs",
+            NewTask { priority: 10, ..task("x") },
+            None,
+            &to,
+            Ticket { id: 1, tag: 0 },
+        )
+        .unwrap_err();
+    assert_eq!(refused.error_code(), Some(ErrorCode::InvalidArgument));
+
+    let mut got = Vec::new();
+    while got.len() < 200 {
+        tokio::time::timeout(Duration::from_secs(10), to.ready()).await.expect("outcomes in time");
+        to.take(&mut got);
+    }
+    assert_eq!(got.len(), 200);
+    let mut ids = std::collections::BTreeMap::new();
+    for (ticket, outcome) in got {
+        let i = ticket.id - 500;
+        assert_eq!(ticket.tag, (i % 4) as u8);
+        assert!(ids.insert(i, queues::enqueued(outcome).unwrap()).is_none(), "{i} answered twice");
+    }
+    for i in (0..200u64).step_by(2) {
+        assert_eq!(ids[&i], ids[&(i + 1)], "the repeat of k{} answers the original", i / 2);
+    }
+    let tasks = pull(&h, "jobs", 1000).await;
+    assert_eq!(tasks.len(), 100, "each key enqueued once");
 }

@@ -19,8 +19,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clock::SharedClock;
 use crate::session::outbox::Outbox;
+use crate::storage::OpError;
 use crate::storage::queues::{NewTask, QueueEvent, Settlement};
-use crate::storage::writer::{WriteOp, WriteResult, Writer};
+use crate::storage::writer::{Completions, Ticket, WriteOp, WriteResult, Writer};
 use dispatch::Cmd;
 
 /// A queue operation that failed, with what the client needs to know.
@@ -145,6 +146,17 @@ fn validate_name(name: &str) -> Result<(), QueueError> {
         .map_err(|e| error(ErrorCode::InvalidName, e.to_string()))
 }
 
+/// The task id an enqueue got, from the writer's outcome.
+///
+/// # Errors
+/// The enqueue's error as the client gets it.
+pub fn enqueued(outcome: Result<WriteResult, OpError>) -> Result<u64, QueueError> {
+    match outcome? {
+        WriteResult::Task(id) => Ok(id),
+        other => Err(unexpected(other)),
+    }
+}
+
 fn unexpected(result: WriteResult) -> QueueError {
     error(ErrorCode::Internal, format!("unexpected storage result {result:?}"))
 }
@@ -256,6 +268,36 @@ impl Engine {
         task: NewTask,
         idempotency_key: Option<String>,
     ) -> Result<u64, QueueError> {
+        let op = self.enqueue_op(name, task, idempotency_key)?;
+        enqueued(self.writer.submit(op).await)
+    }
+
+    /// Submits an enqueue as [`Queues::enqueue`] does, its outcome going into `to` with
+    /// `ticket` (read it with [`enqueued`]) instead of to a future. A request refused before it
+    /// reaches the writer is answered here.
+    ///
+    /// # Errors
+    /// As [`Queues::enqueue`], for a request refused at once.
+    pub fn enqueue_to(
+        &self,
+        name: &str,
+        task: NewTask,
+        idempotency_key: Option<String>,
+        to: &Arc<Completions>,
+        ticket: Ticket,
+    ) -> Result<(), QueueError> {
+        let op = self.enqueue_op(name, task, idempotency_key)?;
+        self.writer.submit_to(op, to, ticket);
+        Ok(())
+    }
+
+    /// The writer's operation for an enqueue, after checking the request.
+    fn enqueue_op(
+        &self,
+        name: &str,
+        task: NewTask,
+        idempotency_key: Option<String>,
+    ) -> Result<WriteOp, QueueError> {
         let create = self.defaults_of(name)?;
         if task.priority > 9 {
             return Err(error(ErrorCode::InvalidArgument, "priority must be 0 to 9"));
@@ -288,11 +330,7 @@ impl Engine {
                 "idempotency_key must be 1 to 256 bytes",
             ));
         }
-        let op = WriteOp::Enqueue { queue: name.to_owned(), task, idempotency_key, create };
-        match self.writer.submit(op).await? {
-            WriteResult::Task(id) => Ok(id),
-            other => Err(unexpected(other)),
-        }
+        Ok(WriteOp::Enqueue { queue: name.to_owned(), task, idempotency_key, create })
     }
 
     /// Leases up to `max` tasks, waiting up to `wait_ms` for the first. An unknown queue is

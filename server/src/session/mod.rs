@@ -149,9 +149,9 @@ struct Session {
     consumers: HashMap<u64, String>,
     next_reader: u64,
     in_flight: FuturesUnordered<InFlight>,
-    /// Where the storage writer puts the outcomes of this session's appends.
+    /// Where the storage writer puts the outcomes of this session's appends and enqueues.
     completions: Arc<Completions>,
-    /// Appends submitted whose outcome this session has not taken yet.
+    /// Appends and enqueues submitted whose outcome this session has not taken yet.
     submitted: usize,
     /// Outcomes taken from `completions`, kept to reuse its buffer.
     taken: Vec<(Ticket, Result<WriteResult, OpError>)>,
@@ -211,14 +211,14 @@ impl Session {
         self.in_flight.len() + self.submitted
     }
 
-    /// Answers every append whose outcome the writer has delivered.
+    /// Answers every append and enqueue whose outcome the writer has delivered.
     fn answer_completions(&mut self) -> Option<End> {
         let mut taken = std::mem::take(&mut self.taken);
         self.completions.take(&mut taken);
         self.submitted = self.submitted.saturating_sub(taken.len());
         let mut end = None;
         for (ticket, outcome) in taken.drain(..) {
-            let (format, reply) = requests::appended(ticket, outcome);
+            let (format, reply) = requests::completed(ticket, outcome);
             if let Flow::Close(code) = self.answer(format, reply) {
                 end.get_or_insert(End::Close(code));
             }

@@ -1,15 +1,18 @@
 //! Handling of queue frames: enqueue, pull, consume, settles, redrive and administration.
 
+use switchboard_protocol::codec::Format;
 use switchboard_protocol::{ClientFrame, ErrorCode, Reply, ReplyBody};
 
 use super::Session;
-use super::requests::{Failure, Handled, done, ok};
+use super::requests::{Completed, Failure, Handled, done, ok, ticket_tag};
 use crate::storage::queues::{NewTask, Settlement};
+use crate::storage::writer::Ticket;
 
 impl Session {
-    /// Handles a queue frame. Everything that touches the disk is answered after its commit,
-    /// from the in-flight set; `consume` starts its consumer after the reply is queued.
-    pub(super) async fn queue_request(&mut self, frame: ClientFrame) -> Handled {
+    /// Handles a queue frame. Everything that touches the disk is answered after its commit:
+    /// an enqueue from the session's completions, the rest from the in-flight set; `consume`
+    /// starts its consumer after the reply is queued.
+    pub(super) async fn queue_request(&mut self, frame: ClientFrame, format: Format) -> Handled {
         let queues = self.hub.queues.clone();
         let later =
             |id: u64, f: futures_util::future::BoxFuture<'static, Result<Reply, Failure>>| {
@@ -34,15 +37,18 @@ impl Session {
                     not_before: e.not_before,
                     delay_ms: e.delay_ms,
                 };
-                later(
-                    e.id,
-                    Box::pin(async move {
-                        match queues.enqueue(&e.queue, task, e.idempotency_key).await {
-                            Ok(task) => ok(e.id, ReplyBody::Enqueued { task }),
-                            Err(err) => Err(Failure::stream(e.id, err)),
-                        }
-                    }),
-                )
+                if self.in_flight_count() >= self.hub.config.max_in_flight as usize {
+                    return Handled::Now(Err(self.too_many_in_flight(e.id)));
+                }
+                let ticket = Ticket { id: e.id, tag: ticket_tag(Completed::Enqueue, format) };
+                let to = &self.completions;
+                match queues.enqueue_to(&e.queue, task, e.idempotency_key, to, ticket) {
+                    Ok(()) => {
+                        self.submitted += 1;
+                        Handled::Submitted
+                    }
+                    Err(err) => Handled::Now(Err(Failure::stream(e.id, err))),
+                }
             }
             ClientFrame::Pull(p) => later(
                 p.id,

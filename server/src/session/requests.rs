@@ -1,10 +1,10 @@
 //! Decoding, validating and handling one client frame: decode → validate → handle → reply.
 //!
-//! In-memory operations (topics, credit) are answered at once. Appends go to the storage
-//! writer with a ticket, and the writer puts each outcome into the session's [`Completions`]
-//! after its commit: the session is woken once per commit and answers every append of it in one
-//! go. Other operations that wait for the disk (stream administration, queues) become futures
-//! in the session's in-flight set. Both count against `max_in_flight`, so a session can
+//! In-memory operations (topics, credit) are answered at once. Appends and enqueues go to the
+//! storage writer with a ticket, and the writer puts each outcome into the session's
+//! [`Completions`] after its commit: the session is woken once per commit and answers all of
+//! them in one go. Other operations that wait for the disk (stream and queue administration,
+//! pulls, settles) become futures in the session's in-flight set. Both count against `max_in_flight`, so a session can
 //! pipeline many appends into one group commit.
 //!
 //! [`Completions`]: crate::storage::writer::Completions
@@ -79,30 +79,46 @@ pub(super) enum Handled {
     Consumer(Reply, String, u64, u32),
 }
 
-/// The answer's format, as a [`Ticket`] carries it.
-fn format_tag(format: Format) -> u8 {
-    match format {
-        Format::MsgPack => 0,
-        Format::Json => 1,
-    }
+/// What a request answered through the session's completions was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Completed {
+    Append,
+    Enqueue,
 }
 
-/// The answer to an append from its outcome, and the format to answer in.
-pub(super) fn appended(
+/// A [`Ticket`]'s tag: the request's kind (bit 1) and its answer's format (bit 0).
+pub(super) fn ticket_tag(kind: Completed, format: Format) -> u8 {
+    let kind = match kind {
+        Completed::Append => 0,
+        Completed::Enqueue => 2,
+    };
+    kind | u8::from(format == Format::Json)
+}
+
+/// The answer to a request from its outcome, and the format to answer in.
+pub(super) fn completed(
     ticket: Ticket,
     outcome: Result<WriteResult, OpError>,
 ) -> (Format, Result<Reply, Failure>) {
-    let format = if ticket.tag == 1 { Format::Json } else { Format::MsgPack };
-    let reply = match crate::streams::appended(outcome) {
-        Ok(x) => ok(
-            ticket.id,
-            ReplyBody::Appended {
-                partition: x.partition,
-                offset: x.offset,
-                timestamp: x.timestamp,
-            },
-        ),
-        Err(e) => Err(Failure::stream(ticket.id, e)),
+    let format = if ticket.tag & 1 == 1 { Format::Json } else { Format::MsgPack };
+    let id = ticket.id;
+    let reply = if ticket.tag & 2 == 2 {
+        match crate::queues::enqueued(outcome) {
+            Ok(task) => ok(id, ReplyBody::Enqueued { task }),
+            Err(e) => Err(Failure::stream(id, e)),
+        }
+    } else {
+        match crate::streams::appended(outcome) {
+            Ok(x) => ok(
+                id,
+                ReplyBody::Appended {
+                    partition: x.partition,
+                    offset: x.offset,
+                    timestamp: x.timestamp,
+                },
+            ),
+            Err(e) => Err(Failure::stream(id, e)),
+        }
     };
     (format, reply)
 }
@@ -157,7 +173,7 @@ impl Session {
         }
     }
 
-    fn too_many_in_flight(&self, id: u64) -> Failure {
+    pub(super) fn too_many_in_flight(&self, id: u64) -> Failure {
         let max = self.hub.config.max_in_flight;
         Failure::refused(
             id,
@@ -230,7 +246,7 @@ impl Session {
                     return Handled::Now(Err(self.too_many_in_flight(a.id)));
                 }
                 let record = NewRecord { key: a.key, headers: a.headers, data: a.data };
-                let ticket = Ticket { id: a.id, tag: format_tag(format) };
+                let ticket = Ticket { id: a.id, tag: ticket_tag(Completed::Append, format) };
                 let to = &self.completions;
                 match streams.append_to(&a.stream, record, a.idempotency_key, to, ticket) {
                     Ok(()) => {
@@ -307,7 +323,7 @@ impl Session {
                     }
                 }),
             ),
-            queue_frame => self.queue_request(queue_frame).await,
+            queue_frame => self.queue_request(queue_frame, format).await,
         }
     }
 
