@@ -13,37 +13,45 @@
 //! type ([`Answer`]): a position for an append, a task id for an enqueue. The scope of a key is
 //! the stream's or queue's id.
 //!
-//! Memory: each remembered key costs its length plus about 90 bytes, for as long as the window
+//! Memory: each remembered key costs its length plus about 90 bytes (its entry, its share of
+//! the index, and the shared copy's header), for as long as the window
 //! keeps it (the hub's `dedup_window_ms` for streams, each queue's own window for queues): keys
 //! arriving at a steady rate R with a window of W seconds hold about R × W keys. Every
 //! transaction also expires up to [`EXPIRE_PER_COMMIT`] due rows of each table, so expiry keeps
 //! pace with any rate (one row per commit comes in).
 //!
 //! Keys are hashed once, with foldhash seeded at random per [`Dedup`] (a fraction of SipHash's
-//! cost on these short keys, while an outsider still cannot choose keys that collide), and each
-//! entry keeps its hash beside the key. A map that grows then moves its entries by their stored
-//! hashes without reading a single key again: with the keys behind pointers, rehashing cost a
-//! cache miss per entry, and it was a tenth of the storage writer's time while appends filled the
-//! window.
+//! cost on these short keys, while an outsider still cannot choose keys that collide).
 //!
-//! Each scope's keys are split over [`SHARDS`] maps by bits of that hash: a map that grows moves
-//! everything it holds on the writer thread, and a smaller map makes that pause smaller (one map
-//! of a million keys would stall every operation for milliseconds).
+//! Per scope the keys are entries of a log, in the order they were remembered (with one window
+//! per scope, the order their windows end), and a `KeyIndex` maps each key's hash to its
+//! entry's sequence number: a 16-byte slot probed linearly, so looking up a new key reads one
+//! cache line of the index and remembering it writes that same line and appends to the log.
+//! With maps of up to rate × window keys, far larger than the caches, that miss is what a lookup
+//! costs; the index of control bytes beside 56-byte entries it replaced missed twice (a quarter
+//! more of the writer's time). The key itself is read only when a slot's whole 64-bit hash
+//! matches. The log is a queue of fixed chunks of `CHUNK` entries: it grows without moving an
+//! entry, and a chunk whose entries are all forgotten is freed from the front.
+//!
+//! Each scope's index is split over `SHARDS` tables by bits of the hash: a table that grows
+//! moves every slot it holds on the writer thread (by the stored hashes, without reading a key),
+//! and a smaller table makes that pause smaller (one table of a million keys would stall every
+//! operation for milliseconds).
 //!
 //! [`STREAM_DEDUP`]: super::tables::STREAM_DEDUP
 //! [`QUEUE_DEDUP`]: super::tables::QUEUE_DEDUP
 
+use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use foldhash::HashMap;
 use foldhash::HashMapExt;
-use hashbrown::HashTable;
-use hashbrown::hash_table::Entry;
 
 use redb::{ReadTransaction, ReadableTable, Table, TableDefinition};
 
 use super::OpError;
+use super::key_index::KeyIndex;
 use super::streams::Appended;
 
 /// Maps per scope; a power of two.
@@ -140,37 +148,125 @@ fn row(out: &mut Vec<u8>, scope: u64, key: &str, answer: &[u64]) -> Result<(), O
     Ok(())
 }
 
-/// A remembered key, with its hash.
+/// A remembered key: `key` is `None` once it is forgotten (its slot is gone too).
 #[derive(Debug)]
-struct Slot<A> {
-    hash: u64,
-    key: Arc<str>,
+struct Entry<A> {
+    key: Option<Arc<str>>,
     remembered: Remembered<A>,
 }
 
-impl<A> Slot<A> {
-    fn is(&self, hash: u64, key: &str) -> bool {
-        self.hash == hash && *self.key == *key
-    }
-}
+/// Entries per chunk of a scope's log.
+const CHUNK: usize = 4096;
 
-/// One scope's keys.
+/// A stretch of a scope's log, allocated whole and never grown, with how many of its entries
+/// are still remembered.
 #[derive(Debug)]
-struct Shards<A>(Vec<HashTable<Slot<A>>>);
+struct Chunk<A> {
+    entries: Vec<Entry<A>>,
+    live: usize,
+}
 
-impl<A> Default for Shards<A> {
+/// One scope's keys: the entries in the order they were remembered (which is the order their
+/// windows end, one window per scope), and [`SHARDS`] indexes from a key's hash to its entry's
+/// sequence number. The log is a queue of fixed chunks, so growing it never moves an entry, and
+/// a chunk whose every entry is forgotten is freed from the front.
+#[derive(Debug)]
+struct Scope<A> {
+    index: Vec<KeyIndex>,
+    chunks: VecDeque<Chunk<A>>,
+    /// The sequence number of the first entry of the first chunk.
+    first: u64,
+    /// The sequence number the next entry gets.
+    next: u64,
+}
+
+impl<A> Default for Scope<A> {
     fn default() -> Self {
-        Shards((0..SHARDS).map(|_| HashTable::new()).collect())
+        Scope {
+            index: (0..SHARDS).map(|_| KeyIndex::default()).collect(),
+            chunks: VecDeque::new(),
+            first: 0,
+            next: 0,
+        }
     }
 }
 
-impl<A> Shards<A> {
-    fn of(&self, hash: u64) -> Option<&HashTable<Slot<A>>> {
-        self.0.get(shard(hash))
+/// The entry of `seq` in a log that starts at `first`.
+fn entry_at<A>(chunks: &VecDeque<Chunk<A>>, first: u64, seq: u64) -> Option<&Entry<A>> {
+    let at = usize::try_from(seq.checked_sub(first)?).ok()?;
+    chunks.get(at / CHUNK)?.entries.get(at % CHUNK)
+}
+
+/// Whether the entry of `seq` holds `key`.
+fn holds<A>(chunks: &VecDeque<Chunk<A>>, first: u64, seq: u64, key: &str) -> bool {
+    entry_at(chunks, first, seq).and_then(|e| e.key.as_deref()) == Some(key)
+}
+
+impl<A: Copy> Scope<A> {
+    fn entry(&self, seq: u64) -> Option<&Entry<A>> {
+        entry_at(&self.chunks, self.first, seq)
     }
 
-    fn of_mut(&mut self, hash: u64) -> Option<&mut HashTable<Slot<A>>> {
-        self.0.get_mut(shard(hash))
+    /// Appends an entry, returning its sequence number.
+    fn push(&mut self, key: Arc<str>, remembered: Remembered<A>) -> u64 {
+        if self.chunks.back().is_none_or(|c| c.entries.len() == CHUNK) {
+            self.chunks.push_back(Chunk { entries: Vec::with_capacity(CHUNK), live: 0 });
+        }
+        if let Some(chunk) = self.chunks.back_mut() {
+            chunk.entries.push(Entry { key: Some(key), remembered });
+            chunk.live += 1;
+        }
+        self.next += 1;
+        self.next - 1
+    }
+
+    /// Forgets the entry of `seq` (its slot is the caller's), freeing whole chunks at the
+    /// front that hold nothing remembered any more. Returns its key.
+    fn forget(&mut self, seq: u64) -> Option<Arc<str>> {
+        let at = usize::try_from(seq.checked_sub(self.first)?).ok()?;
+        let chunk = self.chunks.get_mut(at / CHUNK)?;
+        let key = chunk.entries.get_mut(at % CHUNK)?.key.take()?;
+        chunk.live -= 1;
+        while self.chunks.front().is_some_and(|c| c.live == 0 && c.entries.len() == CHUNK) {
+            self.chunks.pop_front();
+            self.first += CHUNK as u64;
+        }
+        Some(key)
+    }
+
+    /// Remembers `key` (hashed to `hash`) with `remembered`, or finds it. Returns the entry it
+    /// already had, if its window had not passed at `now` (then nothing changes); otherwise
+    /// the key is remembered anew (replacing an expired entry) and `None` is returned with the
+    /// key's shared copy.
+    fn find_or_remember(
+        &mut self,
+        hash: u64,
+        key: &str,
+        now: u64,
+        remembered: Remembered<A>,
+    ) -> Result<A, Arc<str>> {
+        let seq = self.next;
+        let Scope { index, chunks, first, .. } = self;
+        let first = *first;
+        let slots = &mut index[shard(hash)];
+        match slots.find_or_insert(hash, seq, |s| holds(chunks, first, s, key)) {
+            None => {
+                let key: Arc<str> = key.into();
+                self.push(key.clone(), remembered);
+                Err(key)
+            }
+            Some(found) => {
+                if let Some(e) = self.entry(found)
+                    && e.remembered.expires > now
+                {
+                    return Ok(e.remembered.answer);
+                }
+                let key = self.forget(found).unwrap_or_else(|| key.into());
+                let seq = self.push(key.clone(), remembered);
+                self.index[shard(hash)].repoint(hash, found, seq);
+                Err(key)
+            }
+        }
     }
 }
 
@@ -186,7 +282,7 @@ struct Remembered<A> {
 /// Every scope's remembered idempotency keys, and the keys of the current transaction.
 #[derive(Debug)]
 pub struct Dedup<A> {
-    by_scope: HashMap<u64, Shards<A>>,
+    by_scope: HashMap<u64, Scope<A>>,
     /// Keys remembered in the current transaction, stored by [`Dedup::flush`]: (scope, key,
     /// answer, expires).
     pending: Vec<(u64, Arc<str>, A, u64)>,
@@ -240,21 +336,19 @@ impl<A: Answer> Dedup<A> {
     /// passed at `now`.
     pub fn find(&self, scope: u64, key: &str, now: u64) -> Option<A> {
         let hash = self.hasher.hash_one(key);
-        let found = self.by_scope.get(&scope)?.of(hash)?.find(hash, |s| s.is(hash, key))?;
+        let scope = self.by_scope.get(&scope)?;
+        let seq =
+            scope.index[shard(hash)].find(hash, |s| holds(&scope.chunks, scope.first, s, key))?;
+        let found = scope.entry(seq)?;
         (found.remembered.expires > now).then_some(found.remembered.answer)
     }
 
     /// Remembers `key` in `scope`, replacing what it held.
     fn put(&mut self, scope: u64, key: &str, remembered: Remembered<A>) {
         let hash = self.hasher.hash_one(key);
-        if let Some(map) = self.by_scope.entry(scope).or_default().of_mut(hash) {
-            match map.entry(hash, |s| s.is(hash, key), |s| s.hash) {
-                Entry::Occupied(mut found) => found.get_mut().remembered = remembered,
-                Entry::Vacant(new) => {
-                    new.insert(Slot { hash, key: key.into(), remembered });
-                }
-            }
-        }
+        // At `now` = u64::MAX no window is still open, so whatever the key held is replaced.
+        let scope = self.by_scope.entry(scope).or_default();
+        let _ = scope.find_or_remember(hash, key, u64::MAX, remembered);
     }
 
     /// The original answer of `key` in `scope` if its window has not passed at `now`;
@@ -270,23 +364,14 @@ impl<A: Answer> Dedup<A> {
     ) -> Option<A> {
         let remembered = Remembered { answer, expires };
         let hash = self.hasher.hash_one(key);
-        let map = self.by_scope.entry(scope).or_default().of_mut(hash)?;
-        let key = match map.entry(hash, |s| s.is(hash, key), |s| s.hash) {
-            Entry::Occupied(found) if found.get().remembered.expires > now => {
-                return Some(found.get().remembered.answer);
+        let entries = self.by_scope.entry(scope).or_default();
+        match entries.find_or_remember(hash, key, now, remembered) {
+            Ok(original) => Some(original),
+            Err(key) => {
+                self.pending.push((scope, key, answer, expires));
+                None
             }
-            Entry::Occupied(mut expired) => {
-                expired.get_mut().remembered = remembered;
-                expired.get().key.clone()
-            }
-            Entry::Vacant(new) => {
-                let key: Arc<str> = key.into();
-                new.insert(Slot { hash, key: key.clone(), remembered });
-                key
-            }
-        };
-        self.pending.push((scope, key, answer, expires));
-        None
+        }
     }
 
     /// Forgets a deleted scope's keys. Its stored rows are left to expire.
@@ -341,11 +426,15 @@ impl<A: Answer> Dedup<A> {
             table.remove((expires, seq))?;
             for (scope, key, _) in keys {
                 let hash = self.hasher.hash_one(key.as_str());
-                if let Some(map) = self.by_scope.get_mut(&scope).and_then(|s| s.of_mut(hash))
-                    && let Ok(found) = map.find_entry(hash, |s| s.is(hash, &key))
-                    && found.get().remembered.expires == expires
-                {
-                    found.remove();
+                let Some(entries) = self.by_scope.get_mut(&scope) else { continue };
+                let Scope { index, chunks, first, .. } = &*entries;
+                let slots = &index[shard(hash)];
+                let Some(seq) = slots.find(hash, |s| holds(chunks, *first, s, &key)) else {
+                    continue;
+                };
+                if entries.entry(seq).is_some_and(|e| e.remembered.expires == expires) {
+                    entries.index[shard(hash)].remove(hash, seq);
+                    entries.forget(seq);
                 }
             }
         }
@@ -367,7 +456,7 @@ mod tests {
 
     impl<A> Dedup<A> {
         fn len(&self) -> usize {
-            self.by_scope.values().flat_map(|s| s.0.iter()).map(HashTable::len).sum()
+            self.by_scope.values().flat_map(|s| s.index.iter()).map(KeyIndex::len).sum()
         }
     }
 
@@ -440,6 +529,61 @@ mod tests {
         assert_eq!(reloaded.len(), 1);
         assert_eq!(reloaded.find(1, "a", 25), Some(at(4)));
         assert_eq!(reloaded.find(1, "a", 30), None);
+    }
+
+    impl<A> Dedup<A> {
+        /// Chunks of the log held, over every scope.
+        fn chunks(&self) -> usize {
+            self.by_scope.values().map(|s| s.chunks.len()).sum()
+        }
+    }
+
+    #[test]
+    fn many_keys_should_be_found_until_their_rows_expire_and_then_free_their_memory() {
+        let db = memory_db();
+        let mut dedup = Dedup::default();
+        let txn = db.begin_write().unwrap();
+        let mut t = Tables::open(&txn).unwrap();
+        let t = &mut t.stream_dedup;
+        let n = 5 * CHUNK as u64 + 123;
+        // Commits of 1,000 keys, each commit's window ending 1 ms after the previous one's.
+        for i in 0..n {
+            let (now, expires) = (i / 1000, 100 + i / 1000);
+            assert_eq!(dedup.find_or_remember(1, &format!("key-{i}"), now, at(i), expires), None);
+            if i % 1000 == 999 {
+                dedup.flush(t).unwrap();
+            }
+        }
+        dedup.flush(t).unwrap();
+        assert_eq!(dedup.len(), n as usize);
+        assert_eq!(dedup.chunks(), 6);
+        for i in (0..n).step_by(7) {
+            assert_eq!(dedup.find_or_remember(1, &format!("key-{i}"), 50, at(0), 200), Some(at(i)));
+            assert_eq!(dedup.find(1, &format!("key-{i}"), 50), Some(at(i)));
+            assert_eq!(dedup.find(2, &format!("key-{i}"), 50), None, "another scope");
+        }
+        // Half the keys past their window: used again, each is remembered anew.
+        for i in (0..n / 2).step_by(2) {
+            let key = format!("key-{i}");
+            assert_eq!(dedup.find_or_remember(1, &key, 150, at(n + i), 250), None, "{key}");
+            assert_eq!(dedup.find(1, &key, 150), Some(at(n + i)));
+        }
+        dedup.flush(t).unwrap();
+        assert_eq!(dedup.len(), n as usize, "replaced, not added");
+        // Expiring every row of the first window forgets every key not used again.
+        let gone = dedup.expire(t, 150, usize::MAX, usize::MAX).unwrap();
+        assert_eq!(gone, n as usize);
+        let again = (0..n / 2).step_by(2).count();
+        assert_eq!(dedup.len(), again);
+        for i in 0..n {
+            let found = dedup.find(1, &format!("key-{i}"), 150);
+            let want = (i < n / 2 && i % 2 == 0).then(|| at(n + i));
+            assert_eq!(found, want, "key-{i}");
+        }
+        // The later window's rows free everything, chunks included.
+        assert_eq!(dedup.expire(t, 250, usize::MAX, usize::MAX).unwrap(), again);
+        assert_eq!(dedup.len(), 0);
+        assert!(dedup.chunks() <= 1, "only the unfilled last chunk is kept");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod dedup;
+mod key_index;
 mod migrate;
 pub mod queues;
 pub mod streams;
