@@ -272,12 +272,12 @@ impl Engine {
         enqueued(self.writer.submit(op).await)
     }
 
-    /// Submits an enqueue as [`Queues::enqueue`] does, its outcome going into `to` with
+    /// Submits an enqueue as [`Engine::enqueue`] does, its outcome going into `to` with
     /// `ticket` (read it with [`enqueued`]) instead of to a future. A request refused before it
     /// reaches the writer is answered here.
     ///
     /// # Errors
-    /// As [`Queues::enqueue`], for a request refused at once.
+    /// As [`Engine::enqueue`], for a request refused at once.
     pub fn enqueue_to(
         &self,
         name: &str,

@@ -213,12 +213,12 @@ impl Engine {
         appended(self.writer.submit(op).await)
     }
 
-    /// Submits an append as [`Streams::append`] does, its outcome going into `to` with `ticket`
+    /// Submits an append as [`Engine::append`] does, its outcome going into `to` with `ticket`
     /// (read it with [`appended`]) instead of to a future. A request refused before it reaches
     /// the writer is answered here.
     ///
     /// # Errors
-    /// As [`Streams::append`], for a request refused at once.
+    /// As [`Engine::append`], for a request refused at once.
     pub fn append_to(
         &self,
         name: &str,
