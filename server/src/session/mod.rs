@@ -28,8 +28,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::Hub;
 use crate::stats::Stats;
-use crate::storage::OpError;
-use crate::storage::writer::{Completions, Ticket, WriteResult};
+use crate::storage::writer::Completions;
 use crate::streams::ReaderHandle;
 use outbox::{Out, Outbox};
 use requests::{Finished, InFlight};
@@ -82,9 +81,8 @@ where
         consumers: HashMap::new(),
         next_reader: 0,
         in_flight: FuturesUnordered::new(),
-        completions: Arc::new(Completions::default()),
+        completions: None,
         submitted: 0,
-        taken: Vec::new(),
     };
     let end = session.run(&mut stream, &mut writer).await;
     hub.topics.remove_session(id, session.subscriptions.iter().map(String::as_str));
@@ -150,11 +148,10 @@ struct Session {
     next_reader: u64,
     in_flight: FuturesUnordered<InFlight>,
     /// Where the storage writer puts the outcomes of this session's appends and enqueues.
-    completions: Arc<Completions>,
+    /// Made by the first of them: an idle session does without.
+    completions: Option<Arc<Completions>>,
     /// Appends and enqueues submitted whose outcome this session has not taken yet.
     submitted: usize,
-    /// Outcomes taken from `completions`, kept to reuse its buffer.
-    taken: Vec<(Ticket, Result<WriteResult, OpError>)>,
 }
 
 impl Session {
@@ -186,7 +183,7 @@ impl Session {
                     self.outbox.ping();
                 }
                 _ = self.outbox.space(), if paused => {}
-                () = self.completions.ready(), if self.submitted > 0 => {
+                () = ready(self.completions.as_deref()), if self.submitted > 0 => {
                     if let Some(end) = self.answer_completions() {
                         return end;
                     }
@@ -213,18 +210,24 @@ impl Session {
 
     /// Answers every append and enqueue whose outcome the writer has delivered.
     fn answer_completions(&mut self) -> Option<End> {
-        let mut taken = std::mem::take(&mut self.taken);
-        self.completions.take(&mut taken);
+        let mut taken = Vec::new();
+        if let Some(completions) = &self.completions {
+            completions.take(&mut taken);
+        }
         self.submitted = self.submitted.saturating_sub(taken.len());
         let mut end = None;
-        for (ticket, outcome) in taken.drain(..) {
+        for (ticket, outcome) in taken {
             let (format, reply) = requests::completed(ticket, outcome);
             if let Flow::Close(code) = self.answer(format, reply) {
                 end.get_or_insert(End::Close(code));
             }
         }
-        self.taken = taken;
         end
+    }
+
+    /// The session's completions, made on first use.
+    fn completions(&mut self) -> &Arc<Completions> {
+        self.completions.get_or_insert_with(Default::default)
     }
 
     /// Answers what is in flight as it finishes, until nothing is.
@@ -232,7 +235,7 @@ impl Session {
         loop {
             if self.submitted > 0 {
                 tokio::select! {
-                    () = self.completions.ready() => {
+                    () = ready(self.completions.as_deref()) => {
                         self.answer_completions();
                     }
                     Some((format, outcome)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
@@ -295,6 +298,14 @@ impl Session {
             // Only a message already received: `None` here means nothing is ready now.
             next = stream.next().now_or_never()?;
         }
+    }
+}
+
+/// Waits until `completions` hold an outcome; never, without completions.
+async fn ready(completions: Option<&Completions>) {
+    match completions {
+        Some(completions) => completions.ready().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -41,7 +41,7 @@ impl Session {
                     return Handled::Now(Err(self.too_many_in_flight(e.id)));
                 }
                 let ticket = Ticket { id: e.id, tag: ticket_tag(Completed::Enqueue, format) };
-                let to = &self.completions;
+                let to = self.completions();
                 match queues.enqueue_to(&e.queue, task, e.idempotency_key, to, ticket) {
                     Ok(()) => {
                         self.submitted += 1;

@@ -247,7 +247,7 @@ impl Session {
                 }
                 let record = NewRecord { key: a.key, headers: a.headers, data: a.data };
                 let ticket = Ticket { id: a.id, tag: ticket_tag(Completed::Append, format) };
-                let to = &self.completions;
+                let to = self.completions();
                 match streams.append_to(&a.stream, record, a.idempotency_key, to, ticket) {
                     Ok(()) => {
                         self.submitted += 1;

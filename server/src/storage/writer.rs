@@ -221,14 +221,10 @@ impl Completions {
         self.waker.wake();
     }
 
-    /// Moves every outcome delivered so far into `into` (after what it holds).
+    /// Moves every outcome delivered so far into `into` (after what it holds). The buffer the
+    /// writer pushes into keeps its capacity, so the writer does not grow it again each commit.
     pub fn take(&self, into: &mut Vec<(Ticket, Result<WriteResult, OpError>)>) {
-        let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
-        if into.is_empty() {
-            std::mem::swap(&mut *ready, into);
-        } else {
-            into.append(&mut ready);
-        }
+        into.append(&mut self.ready.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
     /// Waits until at least one outcome is ready to take.
