@@ -73,40 +73,6 @@ pub(crate) fn decode_client_hot(bytes: &[u8]) -> Option<ClientFrame> {
     r.at_end().then_some(frame)
 }
 
-fn append(r: &mut Reader<'_>) -> Read<Append> {
-    named!(r, Append {
-        id: r.u64(), need;
-        stream: r.string(), need;
-        data: r.payload(), need;
-        key: opt(r, Reader::string), or_default;
-        headers: r.headers(), or_default;
-        idempotency_key: opt(r, Reader::string), or_default;
-    })
-}
-
-fn enqueue(r: &mut Reader<'_>) -> Read<Enqueue> {
-    named!(r, Enqueue {
-        id: r.u64(), need;
-        queue: r.string(), need;
-        data: r.payload(), need;
-        headers: r.headers(), or_default;
-        delay_ms: opt(r, Reader::u64), or_default;
-        not_before: opt(r, Reader::u64), or_default;
-        key: opt(r, Reader::string), or_default;
-        priority: opt(r, Reader::u8), or_default;
-        idempotency_key: opt(r, Reader::string), or_default;
-    })
-}
-
-fn publish(r: &mut Reader<'_>) -> Read<Publish> {
-    named!(r, Publish {
-        id: r.u64(), need;
-        topic: r.string(), need;
-        data: r.payload(), need;
-        headers: r.headers(), or_default;
-    })
-}
-
 fn classify(bytes: &[u8], fault: Fault) -> DecodeError {
     let detail = if fault.field.is_empty() {
         fault.what.to_owned()
@@ -280,6 +246,40 @@ fn server_frame(r: &mut Reader<'_>) -> Read<ServerFrame> {
         "task" => ServerFrame::Task(task_delivery(r)?),
         "consumer_closed" => ServerFrame::ConsumerClosed(consumer_closed(r)?),
         _ => return fault("unknown operation"),
+    })
+}
+
+fn append(r: &mut Reader<'_>) -> Read<Append> {
+    named!(r, Append {
+        id: r.u64(), need;
+        stream: r.string(), need;
+        data: r.payload(), need;
+        key: opt(r, Reader::string), or_default;
+        headers: r.headers(), or_default;
+        idempotency_key: opt(r, Reader::string), or_default;
+    })
+}
+
+fn enqueue(r: &mut Reader<'_>) -> Read<Enqueue> {
+    named!(r, Enqueue {
+        id: r.u64(), need;
+        queue: r.string(), need;
+        data: r.payload(), need;
+        headers: r.headers(), or_default;
+        delay_ms: opt(r, Reader::u64), or_default;
+        not_before: opt(r, Reader::u64), or_default;
+        key: opt(r, Reader::string), or_default;
+        priority: opt(r, Reader::u8), or_default;
+        idempotency_key: opt(r, Reader::string), or_default;
+    })
+}
+
+fn publish(r: &mut Reader<'_>) -> Read<Publish> {
+    named!(r, Publish {
+        id: r.u64(), need;
+        topic: r.string(), need;
+        data: r.payload(), need;
+        headers: r.headers(), or_default;
     })
 }
 
