@@ -66,8 +66,8 @@ pub type KeysTable = TableDefinition<'static, (u64, u64), &'static [u8]>;
 /// An open table of stored keys.
 pub type OpenKeys<'txn> = Table<'txn, (u64, u64), &'static [u8]>;
 
-/// The shard of a key's hash: bits that neither the bucket index of a small map (the low bits)
-/// nor the tag byte hashbrown keeps per entry (the top seven) use.
+/// The shard of a key's hash: bits above those a shard's index takes a key's first slot from
+/// (the low bits, fewer than 32 for any index that fits in memory).
 fn shard(hash: u64) -> usize {
     (hash >> 32) as usize % SHARDS
 }
