@@ -2,10 +2,10 @@
 //!
 //! In-memory operations (topics, credit) are answered at once. Appends and enqueues go to the
 //! storage writer with a ticket, and the writer puts each outcome into the session's
-//! [`Completions`] after its commit: the session is woken once per commit and answers all of
-//! them in one go. Other operations that wait for the disk (stream and queue administration,
-//! pulls, settles) become futures in the session's in-flight set. Both count against `max_in_flight`, so a session can
-//! pipeline many appends into one group commit.
+//! [`Completions`] after its commit: a waiting session is woken once for all of a commit's
+//! outcomes and answers them in one go. Other operations that wait for the disk (stream and
+//! queue administration, pulls, settles) become futures in the session's in-flight set. Both
+//! count against `max_in_flight`, so a session can pipeline many appends into one group commit.
 //!
 //! [`Completions`]: crate::storage::writer::Completions
 

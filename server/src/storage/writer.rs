@@ -204,8 +204,9 @@ pub struct Ticket {
 }
 
 /// Outcomes of one submitter's operations, collected by the writer as each commit finishes and
-/// taken by the submitter in one go. A session appending hundreds of records per commit is
-/// woken once per commit, not once per record, and needs no channel or future per record.
+/// taken by the submitter in one go. The first outcome takes the submitter's waker, so a
+/// session waiting for hundreds of records of one commit is woken once, not once per record,
+/// and needs no channel or future per record.
 ///
 /// Unbounded by itself: it holds at most what its submitter has in flight, which the submitter
 /// bounds (a session by `max_in_flight`).
