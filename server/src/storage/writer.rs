@@ -689,3 +689,43 @@ fn random_u64(salt: u64) -> u64 {
     let random = std::hash::RandomState::new().hash_one((salt, n, std::process::id()));
     (random & ((1 << 53) - 1)).max(1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job_into(to: &Arc<Completions>, id: u64) -> Job {
+        Job { op: WriteOp::Tick, done: Done(Some(Target::Into(to.clone(), Ticket { id, tag: 3 }))) }
+    }
+
+    #[tokio::test]
+    async fn a_job_dropped_unanswered_should_answer_closed_and_wake_its_submitter() {
+        let to = Arc::new(Completions::default());
+        let waiting = tokio::spawn({
+            let to = to.clone();
+            async move { to.ready().await }
+        });
+        tokio::task::yield_now().await;
+        // The writer stopped with these still in its channel: dropping them answers them.
+        drop(vec![job_into(&to, 1), job_into(&to, 2)]);
+        tokio::time::timeout(Duration::from_secs(5), waiting).await.unwrap().unwrap();
+        let mut got = Vec::new();
+        to.take(&mut got);
+        let answers: Vec<(u64, bool)> =
+            got.iter().map(|(t, r)| (t.id, matches!(r, Err(OpError::Closed)))).collect();
+        assert_eq!(answers, [(1, true), (2, true)]);
+        assert_eq!(got[0].0.tag, 3);
+    }
+
+    #[test]
+    fn an_answered_job_should_deliver_only_its_result() {
+        let to = Arc::new(Completions::default());
+        job_into(&to, 7).done.send(Ok(WriteResult::Task(42)));
+        let mut got = Vec::new();
+        to.take(&mut got);
+        assert_eq!(got.len(), 1, "sending consumes the job without a second, dropped answer");
+        assert!(matches!(got[0], (Ticket { id: 7, tag: 3 }, Ok(WriteResult::Task(42)))));
+        to.take(&mut got);
+        assert_eq!(got.len(), 1, "taken once");
+    }
+}
