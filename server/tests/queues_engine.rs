@@ -7,7 +7,6 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::Harness;
 use switchboard_protocol::queues::{QueueOptions, Task};
@@ -509,11 +508,7 @@ async fn enqueues_submitted_to_completions_should_each_get_their_own_task_id_and
         .unwrap_err();
     assert_eq!(refused.error_code(), Some(ErrorCode::InvalidArgument));
 
-    let mut got = Vec::new();
-    while got.len() < 200 {
-        tokio::time::timeout(Duration::from_secs(10), to.ready()).await.expect("outcomes in time");
-        to.take(&mut got);
-    }
+    let got = common::outcomes(&to, 200).await;
     assert_eq!(got.len(), 200);
     let mut ids = std::collections::BTreeMap::new();
     for (ticket, outcome) in got {

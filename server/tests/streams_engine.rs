@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Harness, read};
+use common::{Harness, outcomes, read};
 use std::sync::Arc;
 use switchboard_protocol::streams::{
     Durability, PartitionOffset, ReadFrom, Retention, partition_for_key,
@@ -17,7 +17,7 @@ use switchboard_protocol::{ErrorCode, Headers, Payload, Read, ReplyBody, ServerF
 use switchboard_server::Config;
 
 use switchboard_server::storage::streams::NewRecord;
-use switchboard_server::storage::writer::{Completions, Ticket, WriteResult};
+use switchboard_server::storage::writer::{Completions, Ticket};
 use switchboard_server::streams;
 
 fn record(data: impl Into<Payload>) -> NewRecord {
@@ -609,19 +609,6 @@ async fn a_key_used_again_after_its_window_should_answer_its_later_position_afte
     let retry = h.engine().append("reused", record("b"), Some("again".into())).await.unwrap();
     assert_eq!(retry, second, "expiring the first answer keeps the second");
     assert_eq!(h.read_all("reused", 0, ReadFrom::Earliest).await.unwrap().len(), 2);
-}
-
-/// Waits until `to` holds `n` outcomes and returns them.
-async fn outcomes(
-    to: &Completions,
-    n: usize,
-) -> Vec<(Ticket, Result<WriteResult, switchboard_server::storage::OpError>)> {
-    let mut got = Vec::new();
-    while got.len() < n {
-        tokio::time::timeout(Duration::from_secs(10), to.ready()).await.expect("outcomes in time");
-        to.take(&mut got);
-    }
-    got
 }
 
 #[tokio::test]

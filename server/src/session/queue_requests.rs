@@ -4,9 +4,8 @@ use switchboard_protocol::codec::Format;
 use switchboard_protocol::{ClientFrame, ErrorCode, Reply, ReplyBody};
 
 use super::Session;
-use super::requests::{Completed, Failure, Handled, done, ok, ticket_tag};
+use super::requests::{Completed, Failure, Handled, done, ok};
 use crate::storage::queues::{NewTask, Settlement};
-use crate::storage::writer::Ticket;
 
 impl Session {
     /// Handles a queue frame. Everything that touches the disk is answered after its commit:
@@ -37,18 +36,9 @@ impl Session {
                     not_before: e.not_before,
                     delay_ms: e.delay_ms,
                 };
-                if self.in_flight_count() >= self.hub.config.max_in_flight as usize {
-                    return Handled::Now(Err(self.too_many_in_flight(e.id)));
-                }
-                let ticket = Ticket { id: e.id, tag: ticket_tag(Completed::Enqueue, format) };
-                let to = self.completions();
-                match queues.enqueue_to(&e.queue, task, e.idempotency_key, to, ticket) {
-                    Ok(()) => {
-                        self.submitted += 1;
-                        Handled::Submitted
-                    }
-                    Err(err) => Handled::Now(Err(Failure::stream(e.id, err))),
-                }
+                self.submit(e.id, Completed::Enqueue, format, |to, ticket| {
+                    queues.enqueue_to(&e.queue, task, e.idempotency_key, to, ticket)
+                })
             }
             ClientFrame::Pull(p) => later(
                 p.id,

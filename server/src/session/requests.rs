@@ -9,6 +9,8 @@
 //!
 //! [`Completions`]: crate::storage::writer::Completions
 
+use std::sync::Arc;
+
 use futures_util::future::BoxFuture;
 use switchboard_protocol::codec::{self, Format};
 use switchboard_protocol::names;
@@ -22,7 +24,7 @@ use super::{Flow, Session};
 use crate::stats::Stats;
 use crate::storage::OpError;
 use crate::storage::streams::NewRecord;
-use crate::storage::writer::{Ticket, WriteResult};
+use crate::storage::writer::{Completions, Ticket, WriteResult};
 use crate::streams::reader::Ctl;
 use crate::streams::{PendingReader, StreamError};
 
@@ -173,7 +175,29 @@ impl Session {
         }
     }
 
-    pub(super) fn too_many_in_flight(&self, id: u64) -> Failure {
+    /// Hands request `id` to the storage writer through `send`, its outcome to come back in
+    /// the session's completions; refused when `max_in_flight` requests are in flight already.
+    pub(super) fn submit(
+        &mut self,
+        id: u64,
+        kind: Completed,
+        format: Format,
+        send: impl FnOnce(&Arc<Completions>, Ticket) -> Result<(), ErrorFrame>,
+    ) -> Handled {
+        if self.in_flight_count() >= self.hub.config.max_in_flight as usize {
+            return Handled::Now(Err(self.too_many_in_flight(id)));
+        }
+        let ticket = Ticket { id, tag: ticket_tag(kind, format) };
+        match send(self.completions(), ticket) {
+            Ok(()) => {
+                self.submitted += 1;
+                Handled::Submitted
+            }
+            Err(e) => Handled::Now(Err(Failure::stream(id, e))),
+        }
+    }
+
+    fn too_many_in_flight(&self, id: u64) -> Failure {
         let max = self.hub.config.max_in_flight;
         Failure::refused(
             id,
@@ -242,19 +266,10 @@ impl Session {
                 }),
             ),
             ClientFrame::Append(a) => {
-                if self.in_flight_count() >= self.hub.config.max_in_flight as usize {
-                    return Handled::Now(Err(self.too_many_in_flight(a.id)));
-                }
                 let record = NewRecord { key: a.key, headers: a.headers, data: a.data };
-                let ticket = Ticket { id: a.id, tag: ticket_tag(Completed::Append, format) };
-                let to = self.completions();
-                match streams.append_to(&a.stream, record, a.idempotency_key, to, ticket) {
-                    Ok(()) => {
-                        self.submitted += 1;
-                        Handled::Submitted
-                    }
-                    Err(e) => Handled::Now(Err(Failure::stream(a.id, e))),
-                }
+                self.submit(a.id, Completed::Append, format, |to, ticket| {
+                    streams.append_to(&a.stream, record, a.idempotency_key, to, ticket)
+                })
             }
             ClientFrame::Read(r) => {
                 self.next_reader += 1;

@@ -44,22 +44,29 @@ impl KeyIndex {
         hash as usize & self.mask()
     }
 
-    /// The sequence number stored for `hash` that `is` accepts.
-    pub fn find(&self, hash: u64, mut is: impl FnMut(u64) -> bool) -> Option<u64> {
-        if self.slots.is_empty() {
-            return None;
-        }
+    /// Probes for a slot of `hash` whose sequence number `is` accepts: `Ok` with its position,
+    /// or `Err` with the free position where the probe ended. The table must have slots.
+    fn probe(&self, hash: u64, mut is: impl FnMut(u64) -> bool) -> Result<usize, usize> {
+        let mask = self.mask();
         let mut i = self.home(hash);
         loop {
             let slot = self.slots[i];
             if slot.seq == EMPTY {
-                return None;
+                return Err(i);
             }
             if slot.hash == hash && is(slot.seq) {
-                return Some(slot.seq);
+                return Ok(i);
             }
-            i = (i + 1) & self.mask();
+            i = (i + 1) & mask;
         }
+    }
+
+    /// The sequence number stored for `hash` that `is` accepts.
+    pub fn find(&self, hash: u64, is: impl FnMut(u64) -> bool) -> Option<u64> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        self.probe(hash, is).ok().map(|i| self.slots[i].seq)
     }
 
     /// The sequence number stored for `hash` that `is` accepts; if there is none, stores
@@ -68,25 +75,19 @@ impl KeyIndex {
         &mut self,
         hash: u64,
         seq: u64,
-        mut is: impl FnMut(u64) -> bool,
+        is: impl FnMut(u64) -> bool,
     ) -> Option<u64> {
         debug_assert_ne!(seq, EMPTY);
         if (self.len + 1) * 4 > self.slots.len() * 3 {
             self.grow();
         }
-        let mask = self.mask();
-        let mut i = self.home(hash);
-        loop {
-            let slot = self.slots[i];
-            if slot.seq == EMPTY {
-                self.slots[i] = Slot { hash, seq };
+        match self.probe(hash, is) {
+            Ok(i) => Some(self.slots[i].seq),
+            Err(free) => {
+                self.slots[free] = Slot { hash, seq };
                 self.len += 1;
-                return None;
+                None
             }
-            if slot.hash == hash && is(slot.seq) {
-                return Some(slot.seq);
-            }
-            i = (i + 1) & mask;
         }
     }
 
@@ -131,17 +132,7 @@ impl KeyIndex {
         if self.slots.is_empty() {
             return None;
         }
-        let mut i = self.home(hash);
-        loop {
-            let slot = self.slots[i];
-            if slot.seq == EMPTY {
-                return None;
-            }
-            if slot.seq == seq && slot.hash == hash {
-                return Some(i);
-            }
-            i = (i + 1) & self.mask();
-        }
+        self.probe(hash, |s| s == seq).ok()
     }
 
     fn grow(&mut self) {

@@ -18,7 +18,7 @@ use switchboard_server::queues::Queues;
 use switchboard_server::session::outbox::{Out, Outbox};
 use switchboard_server::stats::Stats;
 use switchboard_server::storage::Storage;
-use switchboard_server::storage::writer::Writer;
+use switchboard_server::storage::writer::{Completions, Ticket, WriteResult, Writer};
 use switchboard_server::streams::{ReaderHandle, Streams};
 
 /// Start of the manual clock: 2026-01-01.
@@ -225,4 +225,18 @@ impl Rng {
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
+}
+
+/// Waits until `to` holds `n` outcomes and returns them.
+#[allow(dead_code)]
+pub async fn outcomes(
+    to: &Completions,
+    n: usize,
+) -> Vec<(Ticket, Result<WriteResult, switchboard_server::storage::OpError>)> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        tokio::time::timeout(Duration::from_secs(10), to.ready()).await.expect("outcomes in time");
+        to.take(&mut got);
+    }
+    got
 }
